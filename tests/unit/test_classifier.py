@@ -1,0 +1,59 @@
+"""The LightningModule: optimiser schedule, dropout really on in training, no decay on norms/biases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from tests.conftest import LABELS
+from training.classifier import SentimentClassifier
+
+
+def make(tiny_base: Path, **kw) -> SentimentClassifier:
+    module = SentimentClassifier(str(tiny_base), LABELS, learning_rate=1e-3, warmup_ratio=0.1, **kw)
+    module._trainer = SimpleNamespace(estimated_stepping_batches=100)  # type: ignore[assignment]
+    return module
+
+
+def test_linear_warmup_then_decay_to_zero(tiny_base: Path) -> None:
+    module = make(tiny_base)
+    conf = module.configure_optimizers()
+    optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "step"
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.0
+    assert abs(max(lrs) - 1e-3) < 1e-9 and lrs.index(max(lrs)) == 10
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:11], strict=True))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[-1] < 2e-5
+
+
+def test_weight_decay_skips_biases_and_layernorm(tiny_base: Path) -> None:
+    groups = make(tiny_base).configure_optimizers()["optimizer"].param_groups
+    decay, no_decay = groups
+    assert decay["weight_decay"] > 0 and no_decay["weight_decay"] == 0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_dropout_active_in_training_and_off_in_eval(tiny_base: Path) -> None:
+    module = make(tiny_base)
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    mask = torch.ones_like(ids)
+    assert module.model.training, "from_pretrained returns eval mode; the module must switch to train"
+    assert not torch.equal(module(ids, mask), module(ids, mask))
+    module.eval()
+    assert torch.equal(module(ids, mask), module(ids, mask))
+
+
+def test_frozen_embeddings_are_left_out_of_the_optimiser(tiny_base: Path) -> None:
+    module = make(tiny_base, freeze_embeddings=True)
+    embedding = module.model.get_input_embeddings().weight
+    params = [p for g in module.configure_optimizers()["optimizer"].param_groups for p in g["params"]]
+    assert not embedding.requires_grad
+    assert all(p is not embedding for p in params)

@@ -1,0 +1,83 @@
+"""The artifact contract: schema validation, checksums, atomic publish."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from training.manifest import SCHEMA_PATH, file_table, publish, sha256_file, staging_dir, validate_manifest, write_manifest
+
+FIELDS = {
+    "name": "demo",
+    "task": "sentiment",
+    "labels": ["negative", "positive"],
+    "base_model": "tiny",
+    "max_length": 32,
+    "onnx": {"model": "model.onnx", "inputs": ["input_ids", "attention_mask"], "outputs": ["logits"], "opset": 18},
+    "metrics": {"test_accuracy": 0.9, "test_f1": 0.9, "split_sizes": {"train": 1, "val": 1, "test": 1}},
+    "training": {"seed": 1},
+}
+
+
+def artifact(root: Path) -> dict:
+    (root / "hf").mkdir(parents=True)
+    (root / "hf" / "config.json").write_text("{}")
+    (root / "model.onnx").write_bytes(b"\x00onnx")
+    return write_manifest(root, copy.deepcopy(FIELDS))
+
+
+def test_written_manifest_is_valid_and_lists_every_file(tmp_path: Path) -> None:
+    manifest = artifact(tmp_path)
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["schema_version"].startswith("1.")
+    assert set(manifest["files"]) == {"hf/config.json", "model.onnx"}
+    assert manifest["files"]["model.onnx"] == {"sha256": sha256_file(tmp_path / "model.onnx"), "bytes": 5}
+    assert "torch" in manifest["exporter"]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda m: m.pop("files"),
+        lambda m: m.update(schema_version="2.0"),
+        lambda m: m.update(task="translation"),
+        lambda m: m.pop("labels"),
+        lambda m: m.update(name="../etc"),
+        lambda m: m["files"]["model.onnx"].update(sha256="xyz"),
+        lambda m: m["metrics"].update(test_accuracy=1.5),
+        lambda m: m.update(created_at="yesterday"),
+    ],
+)
+def test_schema_rejects_broken_manifests(tmp_path: Path, breakage) -> None:
+    manifest = artifact(tmp_path)
+    breakage(manifest)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_manifest(manifest)
+
+
+def test_schema_file_is_the_one_in_models() -> None:
+    assert SCHEMA_PATH.parent.name == "models" and SCHEMA_PATH.is_file()
+
+
+def test_file_table_changes_when_a_byte_changes(tmp_path: Path) -> None:
+    artifact(tmp_path)
+    before = file_table(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"\x01onnx")
+    assert file_table(tmp_path)["model.onnx"]["sha256"] != before["model.onnx"]["sha256"]
+
+
+def test_publish_replaces_an_existing_version_whole(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    first = staging_dir(models, "demo")
+    (first / "v").write_text("1")
+    publish(first, models / "demo")
+    second = staging_dir(models, "demo")
+    (second / "v").write_text("2")
+    publish(second, models / "demo")
+    assert (models / "demo" / "v").read_text() == "2"
+    assert sorted(p.name for p in models.iterdir()) == ["demo"]

@@ -1,0 +1,1 @@
+"""Lightning training pipelines that export self-describing artifacts into models/."""

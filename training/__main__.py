@@ -1,0 +1,24 @@
+"""Command line: `python -m training <verb> [--config recipe.yaml] [--section.field value ...]`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    from jsonargparse import CLI
+
+    from training.export import export
+    from training.sentiment import sentiment
+
+    CLI([sentiment, export], as_positional=False)
+
+
+if __name__ == "__main__":
+    main()

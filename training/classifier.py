@@ -1,0 +1,85 @@
+"""LightningModule fine-tuning any Hugging Face sequence classifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+
+def build_classifier(base_model: str, labels: list[str], attn_implementation: str = "sdpa") -> nn.Module:
+    """An HF sequence classifier from a folder or hub id, with our label names in its config."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        attn_implementation=attn_implementation,
+    )
+    return model.train()  # from_pretrained returns eval mode: dropout would be off
+
+
+class SentimentClassifier(L.LightningModule):
+    def __init__(self, base_model: str, labels: list[str], learning_rate: float = 5e-5,
+                 weight_decay: float = 0.01, warmup_ratio: float = 0.06, freeze_embeddings: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_classifier(base_model, labels)
+        if freeze_embeddings:
+            self.model.get_input_embeddings().weight.requires_grad_(False)
+        n = len(labels)
+        self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes=n, average="macro")
+        self.test_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.test_f1 = MulticlassF1Score(num_classes=n, average="macro")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        return nn.functional.cross_entropy(logits, batch["labels"]), logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        preds = logits.argmax(-1)
+        self.val_acc(preds, batch["labels"])
+        self.val_f1(preds, batch["labels"])
+        size = len(batch["labels"])
+        self.log("val_loss", loss, prog_bar=True, batch_size=size)
+        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=size)
+        self.log("val_f1", self.val_f1, batch_size=size)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits = self._step(batch)
+        preds = logits.argmax(-1)
+        self.test_acc(preds, batch["labels"])
+        self.test_f1(preds, batch["labels"])
+        size = len(batch["labels"])
+        self.log("test_loss", loss, batch_size=size)
+        self.log("test_acc", self.test_acc, batch_size=size)
+        self.log("test_f1", self.test_f1, batch_size=size)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.learning_rate,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * hp.warmup_ratio), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

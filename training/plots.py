@@ -1,0 +1,46 @@
+"""Training-curve PNG from the CSV logs of a run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{metric: [(step, value), ...]} over every CSV log version of the run (a resumed run adds one)."""
+    series: dict[str, dict[int, float]] = {}
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        with path.open() as fh:
+            for row in csv.DictReader(fh):
+                step = int(row.get("step") or 0)
+                for key, value in row.items():
+                    if key not in {"step", "epoch"} and value not in (None, ""):
+                        series.setdefault(key, {})[step] = float(value)
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def plot_training_curves(run_dir: Path, out: Path | None = None) -> Path:
+    """Loss (train and val) and validation accuracy/F1 against the optimiser step."""
+    metrics = read_metrics(run_dir)
+    out = out or run_dir / "training_curve.png"
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, ax in (("train_loss", ax_loss), ("val_loss", ax_loss), ("val_acc", ax_acc), ("val_f1", ax_acc)):
+        if metrics.get(key):
+            steps, values = zip(*metrics[key], strict=True)
+            ax.plot(steps, values, label=key, marker="o" if key.startswith("val") else None,
+                    alpha=0.6 if key == "train_loss" else 1.0)
+    ax_loss.set(title="loss", xlabel="step")
+    ax_acc.set(title="validation", xlabel="step")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
