@@ -10,16 +10,19 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = ("good great fine lovely superb fun warm bad awful dull boring poor sad cold movie film plot "
-         "actors story the a is was very not and it this one").split()
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun", "warm"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "sad", "cold"]
+OTHER = ["movie", "film", "plot", "actors", "story", "the", "a", "is", "was", "very", "not", "and", "it", "this", "one"]
+WORDS = [*POSITIVE, *NEGATIVE, *OTHER]
 LABELS = ["negative", "positive"]
 
 
 def make_tiny_base(path: Path, layers: int = 2) -> Path:
     """A randomly initialised tiny BERT with a word-level vocab, saved as an HF folder."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(0)
 
     path.mkdir(parents=True, exist_ok=True)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ".", ","]

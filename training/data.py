@@ -89,17 +89,23 @@ def read_examples(path: Path, text_column: str, label_column: str, labels: Seque
 
 
 class EncodedDataset(Dataset[dict[str, Any]]):
-    """Token ids (unpadded) and labels; padding happens per batch in the collate function."""
+    """Token ids (unpadded) and labels; padding happens per batch in the collate function.
+
+    ``extras`` holds optional per-example fields (e.g. cached teacher logits), indexed like the
+    examples and stacked per batch by the collate function.
+    """
 
     def __init__(self, input_ids: list[list[int]], labels: list[int]) -> None:
         self.input_ids = input_ids
         self.labels = labels
+        self.extras: dict[str, Sequence[Any]] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.input_ids[i], "label": self.labels[i]}
+        return {"input_ids": self.input_ids[i], "label": self.labels[i],
+                **{key: values[i] for key, values in self.extras.items()}}
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -142,8 +148,10 @@ def pad_collate(pad_id: int) -> Any:
             n = len(it["input_ids"])
             ids[row, :n] = torch.tensor(it["input_ids"])
             mask[row, :n] = 1
+        extras = [key for key in items[0] if key not in {"input_ids", "label"}]
         return {"input_ids": ids, "attention_mask": mask,
-                "labels": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+                "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+                **{key: torch.stack([torch.as_tensor(it[key]) for it in items]) for key in extras}}
 
     return collate
 

@@ -39,8 +39,8 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc") ->
                  LearningRateMonitor(logging_interval="step")]
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(save_dir=run_dir, name="tensorboard"))
     except ImportError:
@@ -98,6 +98,7 @@ def run(cfg: SentimentConfig) -> Path:
     fitter = make_trainer(cfg.trainer, run_dir)
     log.info("[1/3] fine-tuning %s on %s", base_model, cfg.data.hf_dataset or cfg.data.data_dir)
     fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, cfg.output.resume))
+    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
     log.info("[2/3] evaluating the best checkpoint on the test split")
     best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
     results = fitter.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,8 +30,8 @@ def test_linear_warmup_then_decay_to_zero(tiny_base: Path) -> None:
         scheduler.step()
     assert lrs[0] == 0.0
     assert abs(max(lrs) - 1e-3) < 1e-9 and lrs.index(max(lrs)) == 10
-    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:11], strict=True))
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:11]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] < 2e-5
 
 

@@ -9,7 +9,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from training.manifest import SCHEMA_PATH, file_table, publish, sha256_file, staging_dir, validate_manifest, write_manifest
+from training.manifest import (
+    SCHEMA_PATH,
+    file_table,
+    publish,
+    sha256_file,
+    staging_dir,
+    validate_manifest,
+    write_manifest,
+)
 
 FIELDS = {
     "name": "demo",

@@ -1,0 +1,32 @@
+"""Dependencies: what the lifespan put on ``app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from app.core.config import Settings
+from app.core.errors import NotReady
+from app.inference import InferenceRunner
+from app.registry import Registry
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_registry(request: Request) -> Registry:
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise NotReady("the service is starting")
+    return cast(Registry, registry)
+
+
+def get_runner(request: Request) -> InferenceRunner:
+    return cast(InferenceRunner, request.app.state.runner)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+RunnerDep = Annotated[InferenceRunner, Depends(get_runner)]

@@ -1,0 +1,24 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import RegistryDep
+from app.core.errors import NotReady
+from app.schemas.responses import ErrorResponse, HealthResponse
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", response_model=HealthResponse, summary="The process answers")
+async def live() -> HealthResponse:
+    return HealthResponse(status="alive")
+
+
+@router.get("/ready", response_model=HealthResponse, summary="Every loaded model is warmed up",
+            responses={503: {"model": ErrorResponse, "description": "Still loading or warming up."}})
+async def ready(registry: RegistryDep) -> HealthResponse:
+    if not registry.ready:
+        raise NotReady("models are not ready", models=registry.statuses())
+    return HealthResponse(status="ready", models=registry.statuses())

@@ -1,0 +1,138 @@
+"""Reading the artifact contract (models/manifest.json.schema): manifest, schema version, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SUPPORTED_MAJOR = 1
+
+
+class ArtifactError(RuntimeError):
+    """The folder breaks the contract; the model is refused."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified model folder: every file listed in its manifest has the recorded sha256."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(label) for label in self.manifest.get("labels", [])]
+
+    @property
+    def max_length(self) -> int:
+        return int(self.manifest["max_length"])
+
+    @property
+    def hf_dir(self) -> Path:
+        return self.path / str(self.manifest["hf_dir"])
+
+    @property
+    def onnx_model(self) -> Path:
+        return self.path / str(self.manifest["onnx"]["model"])
+
+
+def load_schema(path: Path) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def discover(models_dir: Path) -> list[Path]:
+    """Every artifact folder (a visible sub-folder holding manifest.json), sorted by name."""
+    if not models_dir.is_dir():
+        log.warning("models dir %s does not exist", models_dir)
+        return []
+    folders = []
+    for path in sorted(models_dir.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        if (path / MANIFEST).is_file():
+            folders.append(path)
+        else:
+            log.warning("skipping %s: no %s", path, MANIFEST)
+    return folders
+
+
+def read_manifest(folder: Path, schema: dict[str, Any]) -> dict[str, Any]:
+    """Parse and validate manifest.json: known schema major first (clearer message), then the full schema."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"unreadable {MANIFEST}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{MANIFEST} is not a JSON object")
+    version = str(manifest.get("schema_version", ""))
+    if version.split(".")[0] != str(SUPPORTED_MAJOR):
+        raise ArtifactError(f"unsupported schema_version {version!r}: this service reads major "
+                            f"{SUPPORTED_MAJOR} only")
+    try:
+        jsonschema.validate(manifest, schema, format_checker=jsonschema.FormatChecker())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
+        raise ArtifactError(f"{MANIFEST} violates the schema at {where}: {exc.message}") from None
+    if manifest["name"] != folder.name:
+        raise ArtifactError(f"manifest name {manifest['name']!r} does not match folder {folder.name!r}")
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Check size and sha256 of every listed file; the first mismatch refuses the artifact."""
+    root = folder.resolve()
+    for rel, expected in sorted(files.items()):
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise ArtifactError(f"file {rel!r} points outside the artifact folder")
+        if not path.is_file():
+            raise ArtifactError(f"missing file {rel}")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise ArtifactError(f"size mismatch for {rel}: manifest {expected['bytes']} bytes, found {size}")
+        actual = sha256_file(path)
+        if actual != expected["sha256"]:
+            raise ArtifactError(f"checksum mismatch for {rel}: manifest sha256 {expected['sha256'][:12]}..., "
+                                f"file {actual[:12]}...")
+
+
+def open_artifact(folder: Path, schema: dict[str, Any]) -> Artifact:
+    """Validate the manifest and verify every checksum; only then may a backend touch the files."""
+    manifest = read_manifest(folder, schema)
+    verify_files(folder, manifest["files"])
+    artifact = Artifact(path=folder, manifest=manifest)
+    hf = str(manifest["hf_dir"])
+    required = [f"{hf}/config.json", f"{hf}/tokenizer.json", f"{hf}/model.safetensors"]
+    if artifact.task == "sentiment":
+        required.append(str(manifest["onnx"]["model"]))
+    unverified = [rel for rel in required if rel not in manifest["files"]]
+    if unverified:
+        raise ArtifactError(f"required files not listed (so not verified) in {MANIFEST}: "
+                            f"{', '.join(unverified)}")
+    return artifact

@@ -1,0 +1,76 @@
+"""The small contract every backend fulfils: ``load()``, ``warmup()``, ``classify(texts)``, ``info``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from app.artifacts import Artifact
+from app.backends.text import Prediction, TextEncoder, to_predictions
+
+WARMUP_TEXTS = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
+
+
+class DeviceError(RuntimeError):
+    """The requested device or dtype cannot be honoured: the service must not start."""
+
+
+class Backend(ABC):
+    """A loaded sentiment model; HTTP never reaches below this interface."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, artifact: Artifact, device: str, threads: int, dtype: str = "fp32") -> None:
+        self.artifact = artifact
+        self.device = device
+        self.threads = threads
+        self.dtype = dtype
+        self._encoder: TextEncoder | None = None
+
+    @classmethod
+    @abstractmethod
+    def cuda_available(cls) -> bool:
+        """Whether this engine can run on a CUDA device here."""
+
+    @classmethod
+    def resolve_device(cls, requested: str, dtype: str) -> str:
+        """``auto`` -> cuda when available; an explicit but unavailable cuda (or dtype) is a `DeviceError`."""
+        cuda = cls.cuda_available()
+        if requested == "cuda" and not cuda:
+            raise DeviceError(f"device 'cuda' requested but the {cls.kind} backend has no CUDA device here")
+        device = "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
+        if dtype != "fp32" and not (cls.kind == "torch" and device == "cuda"):
+            raise DeviceError(f"dtype {dtype!r} needs the torch backend on cuda (got {cls.kind} on {device})")
+        return device
+
+    def load(self) -> None:
+        self._encoder = TextEncoder(self.artifact.hf_dir, self.artifact.max_length)
+        self._load_model()
+
+    def warmup(self) -> None:
+        self.classify(WARMUP_TEXTS)
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        if self._encoder is None:
+            raise RuntimeError(f"{self.artifact.name}: classify() before load()")
+        batch = self._encoder.encode(texts)
+        logits = self._logits(batch.input_ids, batch.attention_mask)
+        return to_predictions(logits, self.artifact.labels, batch.truncated)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.kind, "device": self.device, "threads": self.threads, **self._runtime_info()}
+
+    @abstractmethod
+    def _load_model(self) -> None: ...
+
+    @abstractmethod
+    def _logits(self, input_ids: npt.NDArray[np.int64],
+                attention_mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+
+    @abstractmethod
+    def _runtime_info(self) -> dict[str, Any]: ...

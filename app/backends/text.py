@@ -1,0 +1,71 @@
+"""Shared by every backend: tokenisation (with the truncation flag) and logits -> predictions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: npt.NDArray[np.int64]
+    attention_mask: npt.NDArray[np.int64]
+    truncated: list[bool]
+
+
+class TextEncoder:
+    """The artifact's fast tokenizer (hf/tokenizer.json): at most ``max_length`` tokens, padded per batch.
+
+    Truncation policy: tokens beyond ``max_length`` (special tokens included) are dropped from the end of
+    the text and the prediction says ``truncated: true``.
+    """
+
+    def __init__(self, hf_dir: Path, max_length: int) -> None:
+        self.tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+        config = json.loads((hf_dir / "config.json").read_text())
+        pad_id = config.get("pad_token_id")
+        pad_id = int(pad_id) if isinstance(pad_id, int) else 0
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
+
+    def encode(self, texts: Sequence[str]) -> Batch:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        return Batch(
+            input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
+            attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            truncated=[bool(e.overflowing) for e in encodings],
+        )
+
+
+def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    result: npt.NDArray[np.float64] = exp / exp.sum(axis=-1, keepdims=True)
+    return result
+
+
+def to_predictions(logits: npt.NDArray[np.floating], labels: Sequence[str],
+                   truncated: Sequence[bool]) -> list[Prediction]:
+    """One prediction per row: arg-max label, its probability, all probabilities by label."""
+    if logits.ndim != 2 or logits.shape[1] != len(labels):
+        raise ValueError(f"logits of shape {logits.shape} do not match {len(labels)} labels")
+    probs = softmax(logits)
+    return [
+        Prediction(label=labels[int(row.argmax())], score=float(row.max()),
+                   scores={label: float(p) for label, p in zip(labels, row, strict=True)}, truncated=cut)
+        for row, cut in zip(probs, truncated, strict=True)
+    ]

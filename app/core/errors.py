@@ -1,0 +1,79 @@
+"""The one error type of the service and the one place that maps errors to HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.core.logging import REQUEST_ID_HEADER, request_id_of
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error a client may see: HTTP status, stable machine code, human message, optional extra fields."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class InvalidInput(ServiceError):
+    status, code = 422, "invalid_input"
+
+
+class ModelNotFound(ServiceError):
+    status, code = 404, "model_not_found"
+
+
+class Overloaded(ServiceError):
+    status, code = 429, "overloaded"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+def error_body(request: Request, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, "code": code, "request_id": request_id_of(request), **extra}
+
+
+def _response(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
+    headers = {REQUEST_ID_HEADER: request_id_of(request)}
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    if exc.status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return _response(request, exc.status, error_body(request, exc.code, exc.message, **exc.extra))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{key: err[key] for key in ("loc", "msg", "type") if key in err} for err in exc.errors()]
+    summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in detail)
+    return _response(request, InvalidInput.status,
+                     error_body(request, InvalidInput.code, f"invalid request: {summary}", detail=detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s (request_id=%s)", type(exc).__name__, request.method, request.url.path,
+              request_id_of(request), exc_info=exc)
+    return _response(request, 500, error_body(request, ServiceError.code, "internal server error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,80 @@
+"""Wiring only: the FastAPI app, its lifespan, routers, error handlers, middleware (``python -m app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from app.api.routes import health, models, sentiment
+from app.backends.base import DeviceError
+from app.core.config import Settings, SettingsError, load_settings
+from app.core.errors import install_error_handlers
+from app.core.logging import setup_logging
+from app.core.middleware import RequestIdMiddleware
+from app.inference import InferenceRunner
+from app.registry import Registry
+
+log = logging.getLogger("app.main")
+
+DESCRIPTION = """Sentiment classification served from the artifacts that `training/` exports to `models/`.
+
+Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: true`); texts beyond
+`APP_MAX_TEXT_CHARS` characters or requests beyond `APP_MAX_BATCH_TEXTS` texts are rejected with 422."""
+
+
+async def _warm_up(registry: Registry, started: float) -> None:
+    await anyio.to_thread.run_sync(registry.warmup_all)
+    log.info("ready=%s %.2fs after start: %s", registry.ready, time.perf_counter() - started,
+             registry.statuses())
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    try:
+        settings: Settings = app.state.settings_override or load_settings()
+    except SettingsError as exc:
+        setup_logging("INFO")
+        log.error("start aborted: %s", exc)
+        raise
+    setup_logging(settings.log_level)
+    app.state.settings = settings
+    registry = Registry(settings)
+    try:
+        await anyio.to_thread.run_sync(registry.load_all)
+    except (DeviceError, SettingsError) as exc:
+        log.error("start aborted: %s", exc)
+        raise
+    app.state.registry = registry
+    app.state.runner = InferenceRunner(settings.max_concurrency, settings.max_queue)
+    warm_up = asyncio.create_task(_warm_up(registry, started))
+    yield
+    with suppress(asyncio.CancelledError):
+        await warm_up
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service; ``settings`` None = read them from the environment when the lifespan starts."""
+    try:
+        app_version = version("transformer-stack")
+    except PackageNotFoundError:
+        app_version = "0.0.0"
+    app = FastAPIOffline(title="Transformer stack", description=DESCRIPTION, version=app_version,
+                         lifespan=lifespan)
+    app.state.settings_override = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (sentiment, models, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

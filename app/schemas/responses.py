@@ -1,0 +1,69 @@
+"""Response bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SentimentResult(BaseModel):
+    label: str = Field(description="The most probable label, e.g. negative or positive.")
+    score: float = Field(ge=0, le=1, description="Probability of `label`.")
+    scores: dict[str, float] = Field(description="Probability of every label (sums to 1).")
+    truncated: bool = Field(description="The text was longer than the model's max_length tokens and only its "
+                                        "first max_length tokens were read.")
+
+
+class SentimentResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "sentiment-minilm",
+        "results": [{"label": "positive", "score": 0.97, "scores": {"negative": 0.03, "positive": 0.97},
+                     "truncated": False}],
+    }]})
+
+    model: str = Field(description="The model that answered.")
+    results: list[SentimentResult] = Field(description="One result per input text, in input order.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    status: str = Field(description="loading | warming | ready | failed")
+    task: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    version: str | None = Field(None, description="The artifact's created_at (it identifies the export).")
+    schema_version: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    max_length: int | None = Field(None, description="Tokens read per text; longer texts are truncated.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Test metrics from the manifest.")
+    runtime: dict[str, Any] = Field(default_factory=dict, description="Engine details (providers, dtype).")
+    error: str | None = Field(None, description="Why the model failed, when it did.")
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"models": [{
+        "name": "sentiment-minilm", "status": "ready", "task": "sentiment", "backend": "onnx",
+        "device": "cpu", "version": "2025-01-01T00:00:00+00:00", "schema_version": "1.0",
+        "labels": ["negative", "positive"], "max_length": 128, "metrics": {"test_accuracy": 0.88},
+        "runtime": {"providers": ["CPUExecutionProvider"]}, "error": None}]}]})
+
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready",
+                                                               "models": {"sentiment-minilm": "ready"}}]})
+
+    status: str
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"error": "unknown model 'nope'", "code": "model_not_found", "request_id": "3f2a9c0d1e5b4a7c"}]})
+
+    error: str = Field(description="What went wrong, for humans.")
+    code: str = Field(description="Stable machine-readable code.")
+    request_id: str = Field(description="Echo of X-Request-ID (generated when absent).")
+    detail: list[dict[str, Any]] | None = Field(None, description="Field-level problems (422 only).")

@@ -1,0 +1,128 @@
+"""Each backend on the tiny exported model, their agreement, device resolution, the shared text helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.artifacts import Artifact, load_schema, open_artifact
+from app.backends import backend_class
+from app.backends.base import Backend, DeviceError
+from app.backends.text import TextEncoder, softmax, to_predictions
+from app.core.config import REPO_SCHEMA
+
+SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
+             "this film is dull and boring", "it was not fun"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_artifact: Path) -> Artifact:
+    return open_artifact(tiny_artifact, load_schema(REPO_SCHEMA))
+
+
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def backend(request: pytest.FixtureRequest, artifact: Artifact) -> Iterator[Backend]:
+    engine = backend_class(request.param)
+    loaded = engine(artifact, "cpu", threads=1)
+    loaded.load()
+    loaded.warmup()
+    yield loaded
+
+
+def test_classify(backend: Backend) -> None:
+    results = backend.classify(SENTENCES)
+    assert len(results) == len(SENTENCES)
+    for result in results:
+        assert result.label in ("negative", "positive")
+        assert set(result.scores) == {"negative", "positive"}
+        assert sum(result.scores.values()) == pytest.approx(1.0)
+        assert result.score == max(result.scores.values())
+        assert result.scores[result.label] == result.score
+        assert result.truncated is False
+    assert backend.classify(SENTENCES[1:2])[0].scores == pytest.approx(results[1].scores, abs=1e-5)
+
+
+def test_truncation_flag(backend: Backend) -> None:
+    long_text = " ".join(["good"] * 100)
+    short, long = backend.classify(["good", long_text])
+    assert (short.truncated, long.truncated) == (False, True)
+
+
+def test_info(backend: Backend) -> None:
+    info = backend.info
+    assert (info["backend"], info["device"], info["threads"]) == (backend.kind, "cpu", 1)
+    if backend.kind == "onnx":
+        assert info["providers"] == ["CPUExecutionProvider"]
+    else:
+        assert info["dtype"] == "fp32"
+
+
+def test_torch_and_onnx_agree(artifact: Artifact) -> None:
+    engines = []
+    for kind in ("onnx", "torch"):
+        engine = backend_class(kind)(artifact, "cpu", threads=1)
+        engine.load()
+        engines.append(engine.classify(SENTENCES))
+    onnx, torch = engines
+    assert [r.label for r in onnx] == [r.label for r in torch]
+    for a, b in zip(onnx, torch, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+def test_classify_before_load(artifact: Artifact) -> None:
+    with pytest.raises(RuntimeError, match="before load"):
+        backend_class("onnx")(artifact, "cpu", threads=1).classify(["x"])
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torch"])
+def test_device_resolution(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    engine = backend_class(kind)
+    monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: False))
+    assert engine.resolve_device("auto", "fp32") == "cpu"
+    assert engine.resolve_device("cpu", "fp32") == "cpu"
+    with pytest.raises(DeviceError, match="'cuda' requested"):
+        engine.resolve_device("cuda", "fp32")
+    with pytest.raises(DeviceError, match="needs the torch backend on cuda"):
+        engine.resolve_device("cpu", "bf16")
+    monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
+    assert engine.resolve_device("auto", "fp32") == "cuda"
+    assert engine.resolve_device("cpu", "fp32") == "cpu"
+
+
+def test_dtype_allowed_only_for_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch_engine, onnx_engine = backend_class("torch"), backend_class("onnx")
+    for engine in (torch_engine, onnx_engine):
+        monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
+    assert torch_engine.resolve_device("auto", "bf16") == "cuda"
+    with pytest.raises(DeviceError):
+        onnx_engine.resolve_device("cuda", "fp16")
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        backend_class("tensorrt")
+
+
+def test_encoder_pads_and_flags(artifact: Artifact) -> None:
+    batch = TextEncoder(artifact.hf_dir, max_length=6).encode(["good", "the movie was very good indeed ."])
+    assert batch.input_ids.shape == batch.attention_mask.shape == (2, 6)
+    assert batch.input_ids.dtype == np.int64
+    assert batch.attention_mask[0].tolist() == [1, 1, 1, 0, 0, 0]
+    assert batch.truncated == [False, True]
+
+
+def test_softmax_and_predictions() -> None:
+    logits = np.array([[1000.0, 0.0], [0.0, 0.0], [-1.0, 2.0]], dtype=np.float32)
+    probs = softmax(logits)
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.isfinite(probs).all()
+    labels = ["negative", "positive"]
+    results = to_predictions(logits, labels, [False, False, True])
+    assert [r.label for r in results] == ["negative", "negative", "positive"]
+    assert results[1].score == pytest.approx(0.5)
+    assert results[2].truncated
+    with pytest.raises(ValueError, match="do not match"):
+        to_predictions(logits, ["only-one"], [False] * 3)
