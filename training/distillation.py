@@ -16,9 +16,11 @@ _LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                       alpha: float, temperature: float) -> torch.Tensor:
-    """``α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)) + (1−α)·CE(student, labels)`` (KL per example, batchmean).
+    """``alpha * T^2 * KL + (1 - alpha) * CE(student, labels)``, Hinton et al. (2015).
 
-    T² keeps the soft-target gradients on the scale of the hard-label ones (Hinton et al., 2015).
+    KL is between the temperature-softened distributions, with the teacher's as the target
+    (``kl_div(log_softmax(student/T), softmax(teacher/T))``), averaged per example (batchmean).
+    T^2 keeps the soft-target gradients on the scale of the hard-label ones.
     """
     t = temperature
     kl = nn.functional.kl_div(nn.functional.log_softmax(student_logits / t, dim=-1),

@@ -50,6 +50,16 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
     jsonschema.validate(manifest, schema, format_checker=jsonschema.FormatChecker())
 
 
+def read_verified_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of an artifact folder, validated against the schema, every checksum verified."""
+    manifest: dict[str, Any] = json.loads((root / MANIFEST).read_text())
+    validate_manifest(manifest)
+    for name, entry in manifest["files"].items():
+        if sha256_file(root / name) != entry["sha256"]:
+            raise ValueError(f"{root}: checksum mismatch on {name}")
+    return manifest
+
+
 def write_manifest(root: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Complete ``fields`` with version, time, exporters and checksums; validate; write."""
     manifest = {

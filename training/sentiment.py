@@ -68,6 +68,25 @@ def read_run_metrics(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text())) if path.is_file() else {}
 
 
+def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataModule, cfg: TrainerConfig,
+                 run_dir: Path, resume: bool) -> dict[str, Any]:
+    """Fit (resuming when asked), keep the final state as last.ckpt, test the best checkpoint.
+
+    Returns the test metrics, also written to run_dir/test_metrics.json.
+    """
+    fitter = make_trainer(cfg, run_dir)
+    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
+    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
+    log.info("evaluating the best checkpoint on the test split")
+    best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
+    results = fitter.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    metrics = {"test_accuracy": float(results["test_acc"]), "test_f1": float(results["test_f1"]),
+               "test_loss": float(results["test_loss"]), "split_sizes": datamodule.split_sizes(),
+               "global_step": int(fitter.global_step)}
+    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
 def sentiment(data: DataConfig | None = None, model: ModelConfig | None = None,
               trainer: TrainerConfig | None = None, output: OutputConfig | None = None, seed: int = 42) -> Path:
     """Fine-tune a sentiment classifier, test it and export it to models/<name>; returns that folder.
@@ -95,20 +114,11 @@ def run(cfg: SentimentConfig) -> Path:
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, cfg.model.max_length, seed=cfg.seed)
     module = SentimentClassifier(base_model, list(cfg.data.labels), cfg.model.learning_rate,
                                  cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
-    fitter = make_trainer(cfg.trainer, run_dir)
-    log.info("[1/3] fine-tuning %s on %s", base_model, cfg.data.hf_dataset or cfg.data.data_dir)
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, cfg.output.resume))
-    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
-    log.info("[2/3] evaluating the best checkpoint on the test split")
-    best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
-    results = fitter.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
-    metrics = {"test_accuracy": float(results["test_acc"]), "test_f1": float(results["test_f1"]),
-               "test_loss": float(results["test_loss"]), "split_sizes": datamodule.split_sizes(),
-               "global_step": int(fitter.global_step)}
-    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
+    log.info("[1/2] fine-tuning %s on %s", base_model, cfg.data.hf_dataset or cfg.data.data_dir)
+    metrics = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
     curve = plot_training_curves(run_dir)
     log.info("test accuracy %.4f, macro F1 %.4f", metrics["test_accuracy"], metrics["test_f1"])
-    log.info("[3/3] exporting to %s/%s", cfg.output.models_dir, cfg.output.name)
+    log.info("[2/2] exporting to %s/%s", cfg.output.models_dir, cfg.output.name)
     return export_classifier(module.model, tokenizer, Path(cfg.output.models_dir), cfg.output.name,
                              labels=list(cfg.data.labels), base_model=base_model,
                              max_length=cfg.model.max_length, metrics=metrics,
