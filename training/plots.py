@@ -24,6 +24,10 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {key: sorted(points.items()) for key, points in series.items()}
 
 
+def _moving_average(values: tuple[float, ...], window: int) -> list[float]:
+    return [sum(values[max(0, i - window + 1):i + 1]) / (i - max(0, i - window + 1) + 1) for i in range(len(values))]
+
+
 def plot_training_curves(run_dir: Path, out: Path | None = None) -> Path:
     """Loss (train and val) and validation accuracy/F1 against the optimiser step."""
     metrics = read_metrics(run_dir)
@@ -32,8 +36,10 @@ def plot_training_curves(run_dir: Path, out: Path | None = None) -> Path:
     for key, ax in (("train_loss", ax_loss), ("val_loss", ax_loss), ("val_acc", ax_acc), ("val_f1", ax_acc)):
         if metrics.get(key):
             steps, values = zip(*metrics[key], strict=True)
-            ax.plot(steps, values, label=key, marker="o" if key.startswith("val") else None,
-                    alpha=0.6 if key == "train_loss" else 1.0)
+            if key == "train_loss":
+                ax.plot(steps, values, color="tab:blue", alpha=0.25)
+                values = tuple(_moving_average(values, 10))
+            ax.plot(steps, values, label=key, marker="o" if key.startswith("val") else None)
     ax_loss.set(title="loss", xlabel="step")
     ax_acc.set(title="validation", xlabel="step")
     for ax in (ax_loss, ax_acc):
