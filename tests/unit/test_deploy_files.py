@@ -59,7 +59,8 @@ def test_compose_file_is_valid() -> None:
         assert services[name]["depends_on"]["train"]["condition"] == "service_completed_successfully"
         assert "/health/ready" in " ".join(services[name]["healthcheck"]["test"])
     assert any(v["target"] == "/models" and v["type"] == "volume" for v in services["train"]["volumes"])
-    assert "/models" in services["train"]["command"]
+    command = " ".join(services["train"]["command"])
+    assert "training sentiment" in command and "training distill" in command and "/models" in command
     devices = services["api-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert services["api-gpu"]["profiles"] == ["gpu"]
