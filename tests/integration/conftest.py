@@ -1,0 +1,28 @@
+"""Shared by the API tests: the app on a models dir through ASGI, warm-up finished."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+from app.registry import Registry
+
+
+@contextmanager
+def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
+    """The app (lifespan run by TestClient) on ``models_dir`` with 1 thread, once warm-up has finished."""
+    settings = Settings(_env_file=None, models_dir=models_dir, threads=1, **overrides)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 60
+        while not registry.warmed:
+            assert time.monotonic() < deadline, "warm-up did not finish"
+            time.sleep(0.02)
+        yield client
