@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
-from app.backends.text import Prediction
 from app.core.errors import Overloaded
+
+Arg = TypeVar("Arg")
+Result = TypeVar("Result")
 
 
 class InferenceRunner:
@@ -17,8 +20,8 @@ class InferenceRunner:
         self.max_queue = max_queue
         self.waiting = 0
 
-    async def run(self, classify: Callable[[Sequence[str]], list[Prediction]],
-                  texts: Sequence[str]) -> list[Prediction]:
+    async def run(self, work: Callable[[Arg], Result], arg: Arg) -> Result:
+        """``work(arg)`` in a worker thread once a slot is free (e.g. ``backend.classify, texts``)."""
         if self.limiter.available_tokens == 0 and self.waiting >= self.max_queue:
             raise Overloaded(f"{self.waiting} requests already wait for inference; retry later")
         self.waiting += 1
@@ -27,6 +30,6 @@ class InferenceRunner:
         finally:
             self.waiting -= 1
         try:
-            return await anyio.to_thread.run_sync(classify, texts)
+            return await anyio.to_thread.run_sync(work, arg)
         finally:
             self.limiter.release()

@@ -13,7 +13,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.api.routes import health, models, sentiment
+from app.api.routes import attention, completions, generate, health, models, pages, sentiment
 from app.backends.base import DeviceError
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.errors import install_error_handlers
@@ -27,7 +27,13 @@ log = logging.getLogger("app.main")
 DESCRIPTION = """Sentiment classification served from the artifacts that `training/` exports to `models/`.
 
 Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: true`); texts beyond
-`APP_MAX_TEXT_CHARS` characters or requests beyond `APP_MAX_BATCH_TEXTS` texts are rejected with 422."""
+`APP_MAX_TEXT_CHARS` characters or requests beyond `APP_MAX_BATCH_TEXTS` texts are rejected with 422.
+
+`POST /v1/attention` returns what a model attends to (JSON, or a PNG heatmap); texts beyond
+`APP_MAX_ATTENTION_TOKENS` tokens are rejected with 422 there. The viewer page is at `/attention`.
+
+Text generation: `POST /v1/generate` (JSON or server-sent events) and the OpenAI-compatible
+`POST /v1/completions`; `max_new_tokens` is capped by `APP_MAX_NEW_TOKENS`."""
 
 
 async def _warm_up(registry: Registry, started: float) -> None:
@@ -72,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings_override = settings
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (sentiment, models, health):
+    for module in (sentiment, attention, generate, completions, models, health, pages):
         app.include_router(module.router)
     return app
 

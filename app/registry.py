@@ -11,13 +11,15 @@ from typing import Literal
 from app.artifacts import Artifact, discover, load_schema, open_artifact
 from app.backends import backend_class
 from app.backends.base import Backend, DeviceError
+from app.backends.generation import generator_class
+from app.backends.generation.base import Generator
 from app.core.config import Settings, SettingsError
-from app.core.errors import ModelNotFound, NotReady
+from app.core.errors import InvalidInput, ModelNotFound, NotReady
 
 log = logging.getLogger(__name__)
 
 Status = Literal["loading", "warming", "ready", "failed"]
-SERVED_TASKS = {"sentiment"}
+SERVED_TASKS = {"sentiment", "text-generation"}
 
 
 @dataclass
@@ -27,7 +29,7 @@ class ModelEntry:
     status: Status = "loading"
     error: str | None = None
     artifact: Artifact | None = None
-    backend: Backend | None = None
+    backend: Backend | Generator | None = None
 
 
 class Registry:
@@ -55,7 +57,8 @@ class Registry:
                 entry.artifact = open_artifact(folder, schema)
                 if entry.artifact.task not in SERVED_TASKS:
                     raise ValueError(f"task {entry.artifact.task!r} is not served here")
-                backend = engine(entry.artifact, device, settings.threads, settings.torch_dtype)
+                kind = engine if entry.artifact.task == "sentiment" else generator_class(settings.backend)
+                backend = kind(entry.artifact, device, settings.threads, settings.torch_dtype)
                 backend.load()
             except DeviceError:
                 raise
@@ -99,12 +102,30 @@ class Registry:
         return {name: entry.status for name, entry in self.entries.items()}
 
     def get(self, name: str | None) -> tuple[str, Backend]:
-        """The named model (or the default one) if it is ready to serve."""
+        """The named sentiment model (or the default one) if it is ready to serve."""
+        name, backend = self._ready(name, "sentiment")
+        if not isinstance(backend, Backend):
+            raise InvalidInput(f"model {name!r} is not a sentiment model")
+        return name, backend
+
+    def get_generator(self, name: str | None) -> tuple[str, Generator]:
+        """The named text generator (or the first ready one) if it is ready to serve."""
+        name, backend = self._ready(name, "text-generation")
+        if not isinstance(backend, Generator):
+            raise InvalidInput(f"model {name!r} is not a text-generation model")
+        return name, backend
+
+    def _ready(self, name: str | None, task: str) -> tuple[str, Backend | Generator]:
         if name is None:
-            name = self.settings.default_model or next(
-                (n for n, e in self.entries.items() if e.status == "ready"), None)
+            default = self.settings.default_model
+            entry = self.entries.get(default) if default is not None else None
+            if entry is not None and (entry.artifact is None or entry.artifact.task == task):
+                name = default
+            else:
+                name = next((n for n, e in self.entries.items() if e.status == "ready"
+                             and e.artifact is not None and e.artifact.task == task), None)
             if name is None:
-                raise NotReady("no model is ready to serve", models=self.statuses())
+                raise NotReady(f"no {task} model is ready to serve", models=self.statuses())
         entry = self.entries.get(name)
         if entry is None:
             raise ModelNotFound(f"unknown model {name!r}", available=sorted(self.entries))

@@ -82,3 +82,11 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
                              metrics={"test_accuracy": 0.5, "test_f1": 0.5,
                                       "split_sizes": {"train": 0, "val": 0, "test": 0}},
                              training={"note": "untrained test fixture"})
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text-generation artifact (random tiny GPT-2 + ONNX KV-cache decoder): models_dir/tiny-gpt2."""
+    from tests.lm_helpers import make_tiny_lm_artifact
+
+    return make_tiny_lm_artifact(tmp_path_factory.mktemp("lm-models"))

@@ -16,9 +16,11 @@ def main() -> None:
 
     from training.distill import distill
     from training.export import export
+    from training.gguf_import import import_gguf
+    from training.lm import lm
     from training.sentiment import sentiment
 
-    CLI([sentiment, distill, export], as_positional=False)
+    CLI([sentiment, distill, export, lm, import_gguf], as_positional=False)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,35 @@ class SentimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = 42
+
+
+@dataclass
+class LMDataConfig:
+    corpus_dir: str = str(DEFAULT_DATA_ROOT / "corpus")
+    """Folder of .txt files (searched recursively); each file is one document."""
+    pattern: str = "**/*.txt"
+    max_chars: int | None = None
+    """Read documents (in a seeded random order) until this many characters (None = all)."""
+    val_fraction: float = 0.05
+    """Fraction of the documents (whole files) held out for validation/perplexity; at least one file."""
+    block_size: int = 256
+    """Tokens per packed training block (<= the model's context length)."""
+    vocab_size: int = 8192
+    """Byte-level BPE vocabulary trained from scratch (ignored when fine-tuning a base model)."""
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    num_workers: int = 0
+
+
+@dataclass
+class LMModelConfig:
+    base_model: str | None = None
+    """HF causal-LM folder or hub id to fine-tune (its tokenizer is used); None = GPT-2 from `preset`."""
+    preset: str = "small"
+    """GPT-2 size when training from scratch: tiny, small, medium (see training/causal_lm.py)."""
+    context_length: int = 256
+    learning_rate: float = 6e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    onnx: bool = True
+    """Export the ONNX KV-cache decoder beside the HF folder."""

@@ -31,11 +31,11 @@ log = logging.getLogger(__name__)
 TEST_METRICS = "test_metrics.json"
 
 
-def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc") -> L.Trainer:
+def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mode: str = "max") -> L.Trainer:
     """Trainer with best/last checkpoints, early stopping and CSV (+TensorBoard when installed) logs."""
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                  save_last=True, save_top_k=1)
-    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience),
+    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
                  LearningRateMonitor(logging_interval="step")]
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs")]
     try:

@@ -1,9 +1,11 @@
-"""The small contract every backend fulfils: ``load()``, ``warmup()``, ``classify(texts)``, ``info``."""
+"""The small contract every backend fulfils: ``load()``, ``warmup()``, ``classify(texts)``, ``attend(text)``,
+``info``."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +19,27 @@ WARMUP_TEXTS = ["warm-up", "a second and somewhat longer text, so that padding i
 
 class DeviceError(RuntimeError):
     """The requested device or dtype cannot be honoured: the service must not start."""
+
+
+class TokenLimitError(ValueError):
+    """The text is longer than the attention token cap (attention is never computed on a truncated text)."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class AttentionResult:
+    """What the model sees and attends to for one text.
+
+    ``prediction`` is the model's output for the text. Classifiers return a `Prediction`; a generator
+    backend will add its own (next-token top-k) variant, which the API tags by ``type``.
+    """
+
+    tokens: list[str]
+    attentions: npt.NDArray[np.float32]
+    prediction: Prediction
 
 
 class Backend(ABC):
@@ -61,6 +84,25 @@ class Backend(ABC):
         logits = self._logits(batch.input_ids, batch.attention_mask)
         return to_predictions(logits, self.artifact.labels, batch.truncated)
 
+    def attend(self, text: str, max_tokens: int) -> AttentionResult:
+        """Tokens (special ones included), attentions ``[layers, heads, seq, seq]`` and the prediction of one
+        text; a text over ``max_tokens`` tokens (or over the model's max_length) raises `TokenLimitError`."""
+        if self._encoder is None:
+            raise RuntimeError(f"{self.artifact.name}: attend() before load()")
+        batch = self._encoder.encode([text])
+        limit = min(max_tokens, self.artifact.max_length)
+        count = int(batch.attention_mask.sum())
+        if batch.truncated[0] or count > limit:
+            size = f"more than {count}" if batch.truncated[0] else str(count)
+            raise TokenLimitError(f"text is {size} tokens; attention is limited to {limit} tokens", limit)
+        logits, attentions = self._attentions(batch.input_ids, batch.attention_mask)
+        if attentions.ndim != 5 or attentions.shape[1] != 1 or attentions.shape[3:] != (count, count):
+            raise ValueError(f"{self.artifact.name}: attentions of shape {attentions.shape} for {count} tokens")
+        prediction = to_predictions(logits, self.artifact.labels, batch.truncated)[0]
+        return AttentionResult(tokens=self._encoder.tokens(batch.input_ids[0]),
+                               attentions=np.ascontiguousarray(attentions[:, 0], dtype=np.float32),
+                               prediction=prediction)
+
     @property
     def info(self) -> dict[str, Any]:
         return {"backend": self.kind, "device": self.device, "threads": self.threads, **self._runtime_info()}
@@ -71,6 +113,11 @@ class Backend(ABC):
     @abstractmethod
     def _logits(self, input_ids: npt.NDArray[np.int64],
                 attention_mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+
+    @abstractmethod
+    def _attentions(self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Logits ``[batch, labels]`` and attentions ``[layers, batch, heads, seq, seq]``."""
 
     @abstractmethod
     def _runtime_info(self) -> dict[str, Any]: ...

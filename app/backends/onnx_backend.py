@@ -1,8 +1,10 @@
-"""ONNX Runtime engine: model.onnx on the CPU or CUDA execution provider, all graph optimisations."""
+"""ONNX Runtime engine: model.onnx on the CPU or CUDA execution provider, all graph optimisations; a second
+session on the attention graph (manifest ``onnx.attention``, outputs logits + attentions) serves `attend`."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 INPUTS = {"input_ids", "attention_mask"}
+ATTENTION_OUTPUTS = ["logits", "attentions"]
 
 
 class OnnxBackend(Backend):
@@ -37,17 +40,27 @@ class OnnxBackend(Backend):
             wanted = [CUDA, CPU]
         self.session = ort.InferenceSession(str(self.artifact.onnx_model), sess_options=options,
                                             providers=wanted)
+        self.attention_session = ort.InferenceSession(str(self._attention_graph()), sess_options=options,
+                                                      providers=wanted)
         self.providers: list[str] = list(self.session.get_providers())
         log.info("%s: onnxruntime %s providers in use: %s (%d intra-op threads)", self.artifact.name,
                  ort.__version__, self.providers, self.threads)
         if self.device == "cuda" and CUDA not in self.providers:
             raise DeviceError(f"{self.artifact.name}: cuda requested but ONNX Runtime fell back to "
                               f"{self.providers}")
-        inputs = {i.name for i in self.session.get_inputs()}
-        if inputs != INPUTS:
-            raise ValueError(f"model.onnx inputs {sorted(inputs)} differ from the contract's "
-                             f"{sorted(INPUTS)}")
+        for session in (self.session, self.attention_session):
+            inputs = {i.name for i in session.get_inputs()}
+            if inputs != INPUTS:
+                raise ValueError(f"ONNX graph inputs {sorted(inputs)} differ from the contract's "
+                                 f"{sorted(INPUTS)}")
         self.output = str(self.artifact.manifest["onnx"]["outputs"][0])
+
+    def _attention_graph(self) -> Path:
+        onnx = self.artifact.manifest["onnx"]
+        if "attention" not in onnx or not set(ATTENTION_OUTPUTS) <= set(onnx.get("attention_outputs", [])):
+            raise ValueError(f"manifest declares no onnx.attention graph with outputs {ATTENTION_OUTPUTS} "
+                             f"(required to serve attention)")
+        return self.artifact.path / str(onnx["attention"])
 
     def _logits(self, input_ids: npt.NDArray[np.int64],
                 attention_mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -55,6 +68,12 @@ class OnnxBackend(Backend):
         (logits,) = self.session.run([self.output], feed)
         result: npt.NDArray[np.float32] = np.asarray(logits, dtype=np.float32)
         return result
+
+    def _attentions(self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        logits, attentions = self.attention_session.run(ATTENTION_OUTPUTS, feed)
+        return np.asarray(logits, dtype=np.float32), np.asarray(attentions, dtype=np.float32)
 
     def _runtime_info(self) -> dict[str, Any]:
         return {"providers": self.providers, "onnxruntime": ort.__version__}

@@ -50,6 +50,10 @@ class TextEncoder:
             truncated=[bool(e.overflowing) for e in encodings],
         )
 
+    def tokens(self, ids: npt.NDArray[np.int64]) -> list[str]:
+        """The token strings of ``ids`` as the model sees them (special tokens included)."""
+        return [self.tokenizer.id_to_token(int(token_id)) or "[UNK]" for token_id in ids]
+
 
 def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     max_batch_texts: int = Field(64, ge=1, le=4096, description="Most texts in one request.")
     max_text_chars: int = Field(2000, ge=1, le=1_000_000,
                                 description="Most characters per text (longer texts are rejected with 422).")
+    max_attention_tokens: int = Field(
+        64, ge=2, le=512, description="Most tokens (special tokens included) of a text sent to /v1/attention; "
+                                      "longer texts are rejected with 422 (payloads grow as layers*heads*tokens^2).")
+    max_new_tokens: int = Field(256, ge=1, le=32_768,
+                                description="Most tokens one /v1/generate or /v1/completions request may ask for.")
     max_concurrency: int = Field(1, ge=1, le=64, description="Inferences run at the same time (thread pool).")
     max_queue: int = Field(64, ge=0, le=10_000,
                            description="Requests allowed to wait for an inference slot; beyond it: 429.")

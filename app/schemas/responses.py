@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,3 +67,40 @@ class ErrorResponse(BaseModel):
     code: str = Field(description="Stable machine-readable code.")
     request_id: str = Field(description="Echo of X-Request-ID (generated when absent).")
     detail: list[dict[str, Any]] | None = Field(None, description="Field-level problems (422 only).")
+
+
+class ClassificationPrediction(BaseModel):
+    type: Literal["classification"] = Field("classification", description="Variant tag of the prediction.")
+    label: str = Field(description="The most probable label.")
+    score: float = Field(ge=0, le=1, description="Probability of `label`.")
+    scores: dict[str, float] = Field(description="Probability of every label (sums to 1).")
+
+
+# A union tagged by `type`; text-generation models will add a next-token variant.
+AttentionPrediction = Annotated[ClassificationPrediction, Field(description="The model's prediction for the "
+                                                                            "text, tagged by `type`.")]
+
+
+class AttentionResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "sentiment-minilm", "backend": "onnx", "tokens": ["[CLS]", "great", "[SEP]"],
+        "num_layers": 6, "num_heads": 12, "layers": [5], "heads": [0], "aggregate": "none",
+        "attentions": [[[[0.5, 0.2, 0.3], [0.1, 0.8, 0.1], [0.4, 0.1, 0.5]]]],
+        "prediction": {"type": "classification", "label": "positive", "score": 0.98,
+                       "scores": {"negative": 0.02, "positive": 0.98}},
+    }]})
+
+    model: str = Field(description="The model that answered.")
+    backend: str = Field(description="The engine that computed the attentions (onnx or torch).")
+    tokens: list[str] = Field(description="The tokens as the model sees them, special tokens included.")
+    num_layers: int = Field(description="Layers of the model.")
+    num_heads: int = Field(description="Attention heads per layer of the model.")
+    layers: list[int] = Field(description="The selected layer indices (the first axis of `attentions` when "
+                                          "aggregate is none or mean; the layers rolled through for rollout).")
+    heads: list[int] = Field(description="The selected head indices (the second axis when aggregate is none; "
+                                         "the heads averaged for mean and rollout).")
+    aggregate: str = Field(description="none, mean or rollout.")
+    attentions: list[list[list[list[float]]]] = Field(
+        description="attentions[layer][head][query][key], rows sum to 1 (6 decimals). Shapes: none "
+                    "[layers, heads, seq, seq]; mean [layers, 1, seq, seq]; rollout [1, 1, seq, seq].")
+    prediction: AttentionPrediction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ import httpx
 import pytest
 
 READY_TIMEOUT_S = 120
+CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+# Every host name resolves to nothing except the server's loopback address, and any proxied request goes
+# to a closed port: a CDN asset could not load.
+NO_NETWORK = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
+              "--proxy-bypass-list=127.0.0.1"]
 
 
 @dataclass
@@ -68,6 +75,17 @@ def _serve(workdir: Path, models_dir: Path, **settings: str) -> Iterator[Server]
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def chromium(profile: Path, *args: str) -> str:
+    """Headless Chromium with the network blocked; returns its stdout (the DOM with ``--dump-dom``)."""
+    assert CHROMIUM is not None
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *NO_NETWORK,
+               "--virtual-time-budget=20000", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 @pytest.fixture

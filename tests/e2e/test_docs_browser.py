@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -11,24 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import CHROMIUM, chromium
+
 pytestmark = pytest.mark.slow
-
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
-# Every host name resolves to nothing except the server's loopback address, and any proxied request goes
-# to a closed port: a CDN asset could not load.
-NO_NETWORK = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
-              "--proxy-bypass-list=127.0.0.1"]
-
-
-def chromium(profile: Path, *args: str) -> str:
-    assert CHROMIUM is not None
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *NO_NETWORK,
-               "--virtual-time-budget=20000", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -7,7 +7,6 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,10 @@ from app.backends.base import DeviceError
 from app.core.config import Settings, SettingsError
 from app.main import create_app
 from app.registry import Registry
+from tests.integration.conftest import serve
 
 SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
              "this film is dull and boring", "it was not fun"]
-
-
-@contextmanager
-def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
-    settings = Settings(_env_file=None, models_dir=models_dir, threads=1, **overrides)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 60
-        while not registry.warmed:
-            assert time.monotonic() < deadline, "warm-up did not finish"
-            time.sleep(0.02)
-        yield client
 
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])

@@ -22,18 +22,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _limit_error(message: str, loc: list[str | int], msg: str) -> InvalidInput:
+def limit_error(message: str, loc: list[str | int], msg: str) -> InvalidInput:
     return InvalidInput(message, detail=[{"loc": loc, "msg": msg, "type": "limit_exceeded"}])
 
 
 def check_limits(texts: list[str], settings: Settings) -> None:
     count, chars = settings.max_batch_texts, settings.max_text_chars
     if len(texts) > count:
-        raise _limit_error(f"too many texts: {len(texts)} > {count}", ["body", "texts"],
+        raise limit_error(f"too many texts: {len(texts)} > {count}", ["body", "texts"],
                            f"at most {count} texts")
     for index, text in enumerate(texts):
         if len(text) > chars:
-            raise _limit_error(f"text {index} is too long: {len(text)} > {chars} characters",
+            raise limit_error(f"text {index} is too long: {len(text)} > {chars} characters",
                                ["body", "texts", index], f"at most {chars} characters")
 
 

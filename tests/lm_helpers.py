@@ -1,0 +1,40 @@
+"""A tiny GPT-2 text-generation artifact written by the real export code (random weights, BPE of a few lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONTEXT = 48
+LINES = [
+    "Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about a little.",
+    "The sea was calm and the whale rose slowly from the deep water near the ship.",
+    "It is a way I have of driving off the spleen and regulating the circulation.",
+    "Whenever I find myself growing grim about the mouth, I account it high time to get to sea.",
+    "The captain walked the deck at night and the sailors sang of home and of the long voyage.",
+]
+
+
+def write_corpus(root: Path, copies: int = 6) -> Path:
+    """``copies`` small .txt documents of the lines above (each document a different rotation)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(copies):
+        lines = LINES[i % len(LINES):] + LINES[: i % len(LINES)]
+        (root / f"doc_{i}.txt").write_text("\n".join(lines * 3))
+    return root
+
+
+def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool = True) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from training.causal_lm import gpt2_config
+    from training.lm_data import train_tokenizer
+    from training.lm_export import export_lm
+
+    tokenizer = train_tokenizer(LINES * 4, vocab_size=320, max_length=CONTEXT)
+    torch.manual_seed(0)
+    config = gpt2_config("tiny", len(tokenizer), CONTEXT, int(tokenizer.eos_token_id))
+    model = GPT2LMHeadModel(GPT2Config(**config)).eval()
+    return export_lm(model, tokenizer, models_dir, name, base_model="gpt2-tiny (random, test fixture)",
+                     context_length=CONTEXT, metrics={"perplexity": float(len(tokenizer))},
+                     training={"note": "untrained test fixture"}, onnx=onnx)

@@ -1,0 +1,76 @@
+"""Causal language model in Lightning: a GPT-2 from a size preset, or any HF causal LM to fine-tune."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, get_cosine_schedule_with_warmup
+
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 64},
+    "small": {"n_layer": 4, "n_head": 4, "n_embd": 256},
+    "medium": {"n_layer": 6, "n_head": 8, "n_embd": 384},
+}
+
+
+def gpt2_config(preset: str, vocab_size: int, context_length: int, eos_id: int) -> dict[str, Any]:
+    """GPT2Config keyword arguments of a preset (dropout off: short CPU runs do not overfit)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return {**PRESETS[preset], "vocab_size": vocab_size, "n_positions": context_length, "bos_token_id": eos_id,
+            "eos_token_id": eos_id, "pad_token_id": eos_id, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0}
+
+
+class CausalLM(L.LightningModule):
+    """Next-token cross-entropy; logs train_loss, val_loss and val_ppl = exp(mean val loss per token)."""
+
+    def __init__(self, gpt2: dict[str, Any] | None = None, base_model: str | None = None,
+                 learning_rate: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 100) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if base_model is not None:
+            self.model = AutoModelForCausalLM.from_pretrained(base_model)
+        elif gpt2 is not None:
+            self.model = GPT2LMHeadModel(GPT2Config(**gpt2))
+        else:
+            raise ValueError("give a GPT-2 config or a base model")
+        self._val_losses: list[torch.Tensor] = []
+        self._val_blocks = 0
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        loss: torch.Tensor = self.model(input_ids=input_ids, labels=input_ids).loss
+        return loss
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch[0])
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
+        self._val_losses.append(self(batch[0]).detach() * len(batch[0]))
+        self._val_blocks += len(batch[0])
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_losses, self._val_blocks = [], 0
+
+    def on_validation_epoch_end(self) -> None:
+        loss = float(torch.stack(self._val_losses).sum()) / max(self._val_blocks, 1)
+        self.log("val_loss", loss, prog_bar=True)
+        self.log("val_ppl", math.exp(min(loss, 50.0)), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.learning_rate, betas=(0.9, 0.95))
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total // 2), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

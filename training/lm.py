@@ -1,0 +1,100 @@
+"""`python -m training lm`: train (or fine-tune) a causal LM on a folder of .txt files and export it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from training.causal_lm import CausalLM, gpt2_config
+from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerConfig
+from training.lm_data import CorpusDataModule, read_corpus, split_documents, train_tokenizer
+from training.lm_export import export_lm
+from training.plots import plot_training_curves
+from training.sentiment import TEST_METRICS, make_trainer, resume_path
+
+log = logging.getLogger(__name__)
+
+
+def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
+       trainer: TrainerConfig | None = None, output: OutputConfig | None = None, seed: int = 42) -> Path:
+    """Train a GPT-2 from scratch (BPE tokenizer trained on the corpus) or fine-tune an HF causal LM, report
+    held-out perplexity and export a text-generation artifact to models/<name>; returns that folder.
+
+    Args:
+        data: corpus folder of .txt files, character cap, held-out fraction, block size, BPE vocab, batching.
+        model: base model (HF folder/hub id) or GPT-2 preset, context length, optimiser, ONNX export.
+        trainer: Lightning settings: steps, accelerator, devices, strategy, precision, validation interval.
+        output: artifact name, models and runs folders, resume.
+        seed: global seed (also orders the documents for the cap and the split).
+    """
+    data, model = data or LMDataConfig(), model or LMModelConfig()
+    trainer, output = trainer or TrainerConfig(), output or OutputConfig(name="gpt2-corpus")
+    L.seed_everything(seed, workers=True)
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    if data.block_size > model.context_length:
+        raise ValueError(f"block_size {data.block_size} exceeds context_length {model.context_length}")
+    run_dir = Path(output.runs_dir) / output.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    docs = read_corpus(Path(data.corpus_dir), data.pattern, data.max_chars, seed)
+    train_texts, val_texts = split_documents(docs, data.val_fraction)
+    log.info("[1/3] %d documents (%d characters) from %s; %d held out", len(docs),
+             sum(len(t) for _, t in docs), data.corpus_dir, len(val_texts))
+    tokenizer = _tokenizer(model, data, train_texts, run_dir)
+    datamodule = CorpusDataModule(data, tokenizer, train_texts, val_texts)
+    gpt2 = None if model.base_model else gpt2_config(model.preset, len(tokenizer), model.context_length,
+                                                     int(tokenizer.eos_token_id))
+    module = CausalLM(gpt2, model.base_model, model.learning_rate, model.weight_decay, model.warmup_steps)
+    log.info("[2/3] training %s (%.1fM parameters)", model.base_model or f"GPT-2 {model.preset}",
+             sum(p.numel() for p in module.parameters()) / 1e6)
+    metrics = fit_and_evaluate(module, datamodule, trainer, run_dir, output.resume)
+    log.info("held-out perplexity %.2f (val loss %.4f)", metrics["perplexity"], metrics["val_loss"])
+    curve = plot_training_curves(run_dir)
+    log.info("[3/3] exporting to %s/%s", output.models_dir, output.name)
+    config = {"data": dataclasses.asdict(data), "model": dataclasses.asdict(model),
+              "trainer": dataclasses.asdict(trainer), "output": dataclasses.asdict(output), "seed": seed}
+    return export_lm(module.model, tokenizer, Path(output.models_dir), output.name,
+                     base_model=model.base_model or f"gpt2-{model.preset} (from scratch)",
+                     context_length=model.context_length, metrics=metrics, training=config, onnx=model.onnx,
+                     curve=curve)
+
+
+def _tokenizer(model: LMModelConfig, data: LMDataConfig, texts: list[str], run_dir: Path) -> Any:
+    """The base model's tokenizer, or a BPE trained on the training documents (kept in the run for resume)."""
+    if model.base_model:
+        tokenizer = AutoTokenizer.from_pretrained(model.base_model)
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"{model.base_model}: the tokenizer has no eos token")
+        return tokenizer
+    saved = run_dir / "tokenizer"
+    if (saved / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(saved)
+    tokenizer = train_tokenizer(texts, data.vocab_size, model.context_length)
+    tokenizer.save_pretrained(saved)
+    log.info("trained a byte-level BPE tokenizer of %d tokens", len(tokenizer))
+    return tokenizer
+
+
+def fit_and_evaluate(module: CausalLM, datamodule: CorpusDataModule, cfg: TrainerConfig, run_dir: Path,
+                     resume: bool) -> dict[str, Any]:
+    """Fit (resuming when asked), keep last.ckpt, load the best weights and measure held-out perplexity."""
+    fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
+    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
+    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    result = fitter.validate(module, datamodule=datamodule, verbose=False)[0]
+    loss = float(result["val_loss"])
+    metrics = {"perplexity": math.exp(loss), "val_loss": loss, "split_sizes": datamodule.split_sizes(),
+               "global_step": int(fitter.global_step)}
+    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics

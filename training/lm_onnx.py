@@ -1,0 +1,144 @@
+"""ONNX decoder with a KV cache for causal LMs, and its ORT-vs-PyTorch verification (logits, greedy tokens).
+
+One graph serves prefill and decode: it always takes a past of length >= 1. The first call passes one dummy
+past position (zeros, masked out by attention_mask = 0), so a past of length 0 never has to be exported.
+Positions are explicit inputs, so the dummy slot does not shift them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from training.onnx_graphs import OPSET, ExportError
+
+
+def io_names(layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    present = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
+
+
+def kv_shape(config: Any) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of a decoder config (GPT-2 or Llama-style names)."""
+    layers = int(config.num_hidden_layers)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return layers, kv_heads, head_dim
+
+
+class KVCacheGraph(nn.Module):
+    """(input_ids, attention_mask, position_ids, *flat past) -> (logits, *flat present) over a DynamicCache."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cache = DynamicCache([(past[i], past[i + 1]) for i in range(0, len(past), 2)])
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         cache=cache, use_cache=True)
+        present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]
+        return (out.logits, *present)
+
+
+def example_inputs(config: Any, batch: int = 1, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
+    layers, heads, head_dim = kv_shape(config)
+    ids = torch.randint(0, int(config.vocab_size), (batch, seq))
+    mask = torch.ones((batch, past + seq), dtype=torch.long)
+    mask[:, 0] = 0
+    positions = torch.arange(past - 1, past - 1 + seq).expand(batch, seq).contiguous()
+    kv = [torch.randn(batch, heads, past, head_dim) for _ in range(2 * layers)]
+    return (ids, mask, positions, *kv)
+
+
+def export_decoder(model: nn.Module, path: Path, context_length: int) -> tuple[list[str], list[str]]:
+    """Dynamo export of `KVCacheGraph` with dynamic batch, sequence and past axes; weights in the one file."""
+    config = model.config  # type: ignore[union-attr]
+    inputs, outputs = io_names(kv_shape(config)[0])
+    batch = torch.export.Dim("batch", min=1, max=64)
+    seq = torch.export.Dim("sequence", min=1, max=context_length)
+    past = torch.export.Dim("past", min=1, max=context_length + 1)
+    total = torch.export.Dim.DYNAMIC  # = past + sequence, inferred by the exporter
+    past_shapes = tuple({0: batch, 2: past} for _ in inputs[3:])  # *past is one varargs tuple to torch.export
+    shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, past_shapes)
+    torch.onnx.export(KVCacheGraph(model).eval(), example_inputs(config), str(path), dynamo=True,
+                      external_data=False, opset_version=OPSET, input_names=inputs, output_names=outputs,
+                      dynamic_shapes=shapes, verbose=False)
+    return inputs, outputs
+
+
+class OrtDecoder:
+    """A minimal greedy decoding loop over the exported graph (verification only; the app has its own)."""
+
+    def __init__(self, path: Path, config: Any) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.layers, self.heads, self.head_dim = kv_shape(config)
+
+    def run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
+            past: list[np.ndarray]) -> list[np.ndarray]:
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        feed.update(zip(io_names(self.layers)[0][3:], past, strict=True))
+        return list(self.session.run(None, feed))
+
+    def greedy(self, prompt: list[int], steps: int) -> tuple[list[int], np.ndarray]:
+        """``steps`` greedy tokens after ``prompt``, and the prefill logits."""
+        past = [np.zeros((1, self.heads, 1, self.head_dim), np.float32) for _ in range(2 * self.layers)]
+        ids = np.array([prompt], np.int64)
+        mask = np.array([[0] + [1] * len(prompt)], np.int64)
+        positions = np.arange(len(prompt), dtype=np.int64)[None]
+        tokens: list[int] = []
+        first: np.ndarray | None = None
+        for _ in range(steps):
+            logits, *past = self.run(ids, mask, positions, past)
+            first = logits if first is None else first
+            tokens.append(int(logits[0, -1].argmax()))
+            ids = np.array([[tokens[-1]]], np.int64)
+            mask = np.concatenate([mask, np.ones((1, 1), np.int64)], axis=1)
+            positions = positions[:, -1:] + 1
+        assert first is not None
+        return tokens, first
+
+
+def torch_greedy(model: nn.Module, prompt: list[int], steps: int) -> tuple[list[int], np.ndarray]:
+    """Reference: greedy decoding with the HF model's own DynamicCache."""
+    tokens: list[int] = []
+    cache = DynamicCache()
+    ids = torch.tensor([prompt])
+    first: np.ndarray | None = None
+    with torch.no_grad():
+        for _ in range(steps):
+            out = model(input_ids=ids, cache=cache, use_cache=True)
+            cache = out.cache
+            first = out.logits.numpy() if first is None else first
+            tokens.append(int(out.logits[0, -1].argmax()))
+            ids = torch.tensor([[tokens[-1]]])
+    assert first is not None
+    return tokens, first
+
+
+def verify_decoder(model: nn.Module, path: Path, prompts: list[list[int]], steps: int = 16,
+                   atol: float = 1e-3) -> float:
+    """Max abs logit difference ORT vs PyTorch over ``prompts``; raise if above ``atol`` or if greedy tokens
+    differ."""
+    decoder = OrtDecoder(path, model.config)  # type: ignore[union-attr]
+    worst = 0.0
+    for prompt in prompts:
+        want_tokens, want_logits = torch_greedy(model, prompt, steps)
+        got_tokens, got_logits = decoder.greedy(prompt, steps)
+        worst = max(worst, float(np.abs(want_logits - got_logits).max()))
+        if got_tokens != want_tokens:
+            raise ExportError(f"{path.name}: greedy tokens differ from PyTorch for prompt {prompt[:8]}...: "
+                              f"ORT {got_tokens} vs torch {want_tokens}")
+    if worst > atol:
+        raise ExportError(f"{path.name}: ORT and PyTorch logits differ by {worst:.2e} (tolerance {atol:.0e})")
+    return worst
