@@ -59,8 +59,8 @@ class TrainerConfig:
     precision: str = "32-true"
     """32-true, bf16-mixed, 16-mixed, ..."""
     accumulate_grad_batches: int = 1
-    val_check_interval: float | int = 1.0
-    limit_val_batches: float | int = 1.0
+    val_check_interval: int | float = 1.0
+    limit_val_batches: int | float = 1.0
     log_every_n_steps: int = 20
     patience: int = 3
     """EarlyStopping patience, in validation runs, on val_acc."""
