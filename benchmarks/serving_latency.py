@@ -86,7 +86,8 @@ def main() -> None:
     for backend in ("torch", "onnx"):
         process, url, startup = start(args.models_dir, backend, args.threads)
         try:
-            models = [m["name"] for m in httpx.get(f"{url}/v1/models").json()["models"] if m["status"] == "ready"]
+            models = [m["name"] for m in httpx.get(f"{url}/v1/models").json()["models"]
+                      if m["status"] == "ready" and m["task"] == "sentiment"]
             results["backends"][backend] = {"startup_to_ready_s": startup,
                                             "models": {m: measure(url, m, args.requests, args.warmup)
                                                        for m in models}}
