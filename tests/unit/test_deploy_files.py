@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,8 @@ def compose(*args: str, file: Path = ROOT / "docker-compose.yml") -> subprocess.
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("hadolint")
+    # the venv's bin/ need not be on PATH (`.venv/bin/python -m pytest`)
+    binary = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     assert binary, "hadolint is missing: pip install -e '.[dev]'"
     return subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=60, cwd=ROOT)
 
