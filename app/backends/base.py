@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from app.artifacts import Artifact
+from app.backends.engine import Engine
 from app.backends.text import Prediction, TextEncoder, to_predictions
 
 WARMUP_TEXTS = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
@@ -42,16 +42,11 @@ class AttentionResult:
     prediction: Prediction
 
 
-class Backend(ABC):
+class Backend(Engine):
     """A loaded sentiment model; HTTP never reaches below this interface."""
 
-    kind: ClassVar[str]
-
     def __init__(self, artifact: Artifact, device: str, threads: int, dtype: str = "fp32") -> None:
-        self.artifact = artifact
-        self.device = device
-        self.threads = threads
-        self.dtype = dtype
+        super().__init__(artifact, device, threads, dtype)
         self._encoder: TextEncoder | None = None
 
     @classmethod
@@ -103,13 +98,6 @@ class Backend(ABC):
                                attentions=np.ascontiguousarray(attentions[:, 0], dtype=np.float32),
                                prediction=prediction)
 
-    @property
-    def info(self) -> dict[str, Any]:
-        return {"backend": self.kind, "device": self.device, "threads": self.threads, **self._runtime_info()}
-
-    @abstractmethod
-    def _load_model(self) -> None: ...
-
     @abstractmethod
     def _logits(self, input_ids: npt.NDArray[np.int64],
                 attention_mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
@@ -118,6 +106,3 @@ class Backend(ABC):
     def _attentions(self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Logits ``[batch, labels]`` and attentions ``[layers, batch, heads, seq, seq]``."""
-
-    @abstractmethod
-    def _runtime_info(self) -> dict[str, Any]: ...

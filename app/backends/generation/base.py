@@ -6,16 +6,17 @@ Engines implement two steps over their own KV cache: ``_prefill(prompt ids) -> (
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from app.artifacts import Artifact
+from app.backends.engine import Engine
 from app.backends.generation.sampling import SamplingParams, next_token
 
 FinishReason = Literal["length", "stop"]
@@ -40,16 +41,11 @@ class Chunk:
     completion_tokens: int = 0
 
 
-class Generator(ABC):
+class Generator(Engine):
     """A loaded causal LM; HTTP never reaches below this interface."""
 
-    kind: ClassVar[str]
-
     def __init__(self, artifact: Artifact, device: str, threads: int, dtype: str = "fp32") -> None:
-        self.artifact = artifact
-        self.device = device
-        self.threads = threads
-        self.dtype = dtype
+        super().__init__(artifact, device, threads, dtype)
         generation = artifact.manifest.get("generation", {})
         self.context_length = int(generation.get("context_length", artifact.max_length))
         eos = generation.get("eos_token_id")
@@ -118,11 +114,7 @@ class Generator(ABC):
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"backend": self.kind, "device": self.device, "threads": self.threads,
-                "context_length": self.context_length, **self._runtime_info()}
-
-    @abstractmethod
-    def _load_model(self) -> None: ...
+        return {**super().info, "context_length": self.context_length}
 
     @abstractmethod
     def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], Any]:
@@ -131,9 +123,6 @@ class Generator(ABC):
     @abstractmethod
     def _decode(self, token: int, state: Any) -> npt.NDArray[np.float32]:
         """Append one token to the cache in ``state``; logits of the token after it."""
-
-    @abstractmethod
-    def _runtime_info(self) -> dict[str, Any]: ...
 
 
 def _first_stop(text: str, stops: Sequence[str], start: int) -> int | None:
