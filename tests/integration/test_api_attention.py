@@ -39,7 +39,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def assert_invalid(response: Any, where: list[str], text: str) -> None:
+def expect_invalid(response: Any, where: list[str], text: str) -> None:
     assert response.status_code == 422, response.text
     error = response.json()
     assert error["code"] == "invalid_input"
@@ -85,10 +85,10 @@ def test_mean_and_rollout(client: TestClient) -> None:
 def test_token_cap_is_422(client: TestClient) -> None:
     assert len(attend(client, text="good " * (CAP - 2))["tokens"]) == CAP
     response = client.post("/v1/attention", json={"text": "good " * (CAP - 1)})
-    assert_invalid(response, ["body", "text"], f"text is {CAP + 1} tokens; attention is limited to {CAP} tokens")
+    expect_invalid(response, ["body", "text"], f"text is {CAP + 1} tokens; attention is limited to {CAP} tokens")
     assert "APP_MAX_ATTENTION_TOKENS" in response.json()["error"]
     too_many = client.get("/v1/attention.png", params={"text": "good " * 40})
-    assert_invalid(too_many, ["query", "text"], "attention is limited to 16 tokens")
+    expect_invalid(too_many, ["query", "text"], "attention is limited to 16 tokens")
 
 
 @pytest.mark.parametrize(("body", "where", "text"), [
@@ -101,7 +101,7 @@ def test_token_cap_is_422(client: TestClient) -> None:
     ({"text": "y" * 301}, ["body", "text"], "text is too long: 301 > 300 characters"),
 ])
 def test_bad_requests_are_422(client: TestClient, body: dict[str, Any], where: list[str], text: str) -> None:
-    assert_invalid(client.post("/v1/attention", json={"text": TEXT, **body}), where, text)
+    expect_invalid(client.post("/v1/attention", json={"text": TEXT, **body}), where, text)
 
 
 def test_png_from_post_and_get(client: TestClient) -> None:
@@ -119,10 +119,10 @@ def test_png_from_post_and_get(client: TestClient) -> None:
 
 def test_png_needs_one_matrix(client: TestClient) -> None:
     response = client.post("/v1/attention?format=png", json={"text": TEXT, "layers": [0, 1]})
-    assert_invalid(response, ["body", "layers"], "a PNG shows one matrix")
-    assert_invalid(client.get("/v1/attention.png", params={"text": TEXT, "layer": 2}), ["query", "layers"],
+    expect_invalid(response, ["body", "layers"], "a PNG shows one matrix")
+    expect_invalid(client.get("/v1/attention.png", params={"text": TEXT, "layer": 2}), ["query", "layers"],
                    "layers [2] out of range")
-    assert_invalid(client.get("/v1/attention.png", params={"text": TEXT, "head": -1}), ["query", "head"],
+    expect_invalid(client.get("/v1/attention.png", params={"text": TEXT, "head": -1}), ["query", "head"],
                    "invalid request")
 
 
