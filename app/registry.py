@@ -11,6 +11,7 @@ from typing import Literal
 from app.artifacts import Artifact, discover, load_schema, open_artifact
 from app.backends import backend_class
 from app.backends.base import Backend, DeviceError
+from app.backends.engine import Engine
 from app.backends.generation import generator_class
 from app.backends.generation.base import Generator
 from app.core.config import Settings, SettingsError
@@ -29,7 +30,7 @@ class ModelEntry:
     status: Status = "loading"
     error: str | None = None
     artifact: Artifact | None = None
-    backend: Backend | Generator | None = None
+    backend: Engine | None = None
 
 
 class Registry:
@@ -115,7 +116,7 @@ class Registry:
             raise InvalidInput(f"model {name!r} is not a text-generation model")
         return name, backend
 
-    def _ready(self, name: str | None, task: str) -> tuple[str, Backend | Generator]:
+    def _ready(self, name: str | None, task: str) -> tuple[str, Engine]:
         if name is None:
             default = self.settings.default_model
             entry = self.entries.get(default) if default is not None else None

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.config import DataConfig, ModelConfig, OutputConfig, TrainerConfig
+from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
 from training.data import EncodedDataset, TextClassificationDataModule, pad_collate
 from training.distillation import DistillationModule, default_layers, make_student
 from training.export import export_classifier
@@ -46,13 +46,9 @@ class DistillOutputConfig(OutputConfig):
 
 
 @dataclass
-class DistillRunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+class DistillRunConfig(SentimentConfig):
     output: OutputConfig = field(default_factory=DistillOutputConfig)
     distillation: DistillConfig = field(default_factory=DistillConfig)
-    seed: int = 42
 
 
 def distill(data: DataConfig | None = None, model: ModelConfig | None = None,
@@ -71,8 +67,9 @@ def distill(data: DataConfig | None = None, model: ModelConfig | None = None,
         distillation: teacher artifact, student, kept layers, alpha, temperature, logit caching.
         seed: global seed.
     """
-    return run(DistillRunConfig(data or DataConfig(), model or ModelConfig(), trainer or TrainerConfig(),
-                                output or DistillOutputConfig(), distillation or DistillConfig(), seed))
+    return run(DistillRunConfig(data=data or DataConfig(), model=model or ModelConfig(),
+                                trainer=trainer or TrainerConfig(), output=output or DistillOutputConfig(),
+                                seed=seed, distillation=distillation or DistillConfig()))
 
 
 def load_teacher(path: Path) -> tuple[nn.Module, Any, dict[str, Any]]:

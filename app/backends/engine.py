@@ -24,6 +24,14 @@ class Engine(ABC):
         return {"backend": self.kind, "device": self.device, "threads": self.threads, **self._runtime_info()}
 
     @abstractmethod
+    def load(self) -> None:
+        """Read the artifact's weights and tokenizer (start-up only)."""
+
+    @abstractmethod
+    def warmup(self) -> None:
+        """Run the model once so that the first request pays no one-off costs."""
+
+    @abstractmethod
     def _load_model(self) -> None: ...
 
     @abstractmethod
