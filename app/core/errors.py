@@ -21,9 +21,10 @@ class ServiceError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -31,11 +32,29 @@ class InvalidInput(ServiceError):
     status, code = 422, "invalid_input"
 
 
+class Unauthorized(ServiceError):
+    """No or a wrong API key (sent with ``WWW-Authenticate: Bearer``)."""
+
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """A valid key without the right to this endpoint (e.g. a user key on an admin endpoint)."""
+
+    status, code = 403, "forbidden"
+
+
 class ModelNotFound(ServiceError):
     status, code = 404, "model_not_found"
 
 
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
 class Overloaded(ServiceError):
+    """The bounded queue is full: refused at once (pass ``headers={"Retry-After": "1"}``)."""
+
     status, code = 429, "overloaded"
 
 
@@ -43,12 +62,19 @@ class NotReady(ServiceError):
     status, code = 503, "not_ready"
 
 
+class TimedOut(ServiceError):
+    """The request did not finish within ``APP_REQUEST_TIMEOUT_S``."""
+
+    status, code = 504, "timeout"
+
+
 def error_body(request: Request, code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, "code": code, "request_id": request_id_of(request), **extra}
 
 
-def _response(request: Request, status: int, body: dict[str, Any]) -> JSONResponse:
-    headers = {REQUEST_ID_HEADER: request_id_of(request)}
+def _response(request: Request, status: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = {**(headers or {}), REQUEST_ID_HEADER: request_id_of(request)}
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
@@ -56,7 +82,7 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     if exc.status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
-    return _response(request, exc.status, error_body(request, exc.code, exc.message, **exc.extra))
+    return _response(request, exc.status, error_body(request, exc.code, exc.message, **exc.extra), exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
