@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(1, ge=1, le=64, description="Inferences run at the same time (thread pool).")
     max_queue: int = Field(64, ge=0, le=10_000,
                            description="Requests allowed to wait for an inference slot; beyond it: 429.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest a request may wait and run for inference; beyond it: 504 "
+                                         "(a stream ends with finish_reason 'timeout').")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @property
