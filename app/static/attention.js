@@ -1,9 +1,10 @@
-// Attention viewer: fills the model list from /v1/models, fetches /v1/attention, draws lines or a matrix.
+// Attention viewer: fills the model list from /v1/models (classifiers and text generators), fetches
+// /v1/attention, draws lines or a matrix and the prediction (label scores, or next-token top-k).
 // URL parameters text, model, layer, head, aggregate and view preset the form; with text, it runs on load.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const ATTENTION_TASKS = ["sentiment"];  // tasks whose backends implement attend()
+const ATTENTION_TASKS = ["sentiment", "text-generation"];  // tasks whose engines implement attend()
 const $ = (id) => document.getElementById(id);
 const state = { data: null };
 
@@ -64,21 +65,24 @@ async function show() {
   setStatus(`${body.tokens.length} tokens, ${body.backend} backend`, false);
 }
 
+// Classification: the label and every label's probability. Next token: the most probable next tokens,
+// quoted as JSON strings so that leading spaces and newlines show.
 function drawPrediction(prediction) {
   const box = $("prediction");
   box.replaceChildren();
-  if (prediction.type !== "classification") {
-    box.textContent = JSON.stringify(prediction);
-    return;
-  }
+  box.dataset.type = prediction.type;
+  const rows = prediction.type === "next_token"
+    ? prediction.top_k.map((c) => [JSON.stringify(c.text), c.probability])
+    : Object.entries(prediction.scores);
+  const [best, score] = prediction.type === "next_token" ? rows[0] : [prediction.label, prediction.score];
   const head = document.createElement("div");
-  head.append("Prediction: ");
+  head.append(prediction.type === "next_token" ? "Next token: " : "Prediction: ");
   const label = document.createElement("span");
   label.className = "label";
-  label.textContent = prediction.label;
-  head.append(label, ` (${prediction.score.toFixed(3)})`);
+  label.textContent = best;
+  head.append(label, ` (${score.toFixed(3)})`);
   box.append(head);
-  for (const [name, p] of Object.entries(prediction.scores)) {
+  for (const [name, p] of rows) {
     const line = document.createElement("div");
     const bar = document.createElement("span");
     bar.className = "bar";

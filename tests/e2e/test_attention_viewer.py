@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -13,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import CHROMIUM, chromium
+from tests.lm_helpers import linked_models_dir
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
@@ -38,6 +41,31 @@ def test_viewer_draws_lines_matrix_and_prediction(tiny_artifact: Path, tmp_path:
         assert "rollout through layers 0, 1" in matrix
         shot = tmp_path / "attention_viewer.png"
         chromium(tmp_path / "profile", "--window-size=1200,900", f"--screenshot={shot}", page)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert shot.stat().st_size > 20_000
+        print(f"viewer screenshot: {shot}")
+
+
+def test_viewer_lists_generators_and_draws_the_next_token(tiny_artifact: Path, tiny_lm_artifact: Path,
+                                                         tmp_path: Path,
+                                                         start_server: Callable[..., AbstractContextManager[Any]]
+                                                         ) -> None:
+    models = linked_models_dir(tmp_path / "models", tiny_artifact, tiny_lm_artifact)
+    text = "The sea was calm"
+    with start_server(models) as server:
+        body = httpx.post(f"{server.url}/v1/attention", json={"text": text, "model": "tiny-gpt2"}).json()
+        count, best = len(body["tokens"]), body["prediction"]["top_k"][0]
+        page = f"{server.url}/attention?" + urlencode({"text": text, "model": "tiny-gpt2", "layer": 1, "head": 1})
+        dom = chromium(tmp_path / "profile", "--dump-dom", page)
+        assert '<option value="tiny-gpt2">tiny-gpt2 (text-generation)</option>' in dom
+        assert '<option value="tiny-sentiment">tiny-sentiment (sentiment)</option>' in dom
+        assert 'data-drawn="lines"' in dom and len(re.findall(r"<line ", dom)) == count * count
+        assert 'data-type="next_token"' in dom and "Next token: " in dom
+        quoted = html.escape(json.dumps(best["text"], ensure_ascii=False), quote=False)
+        assert f'<span class="label">{quoted}</span> ({best["probability"]:.3f})' in dom
+        assert "tiny-gpt2: layer 1, head 1" in dom
+        shot = tmp_path / "attention_viewer_generator.png"
+        chromium(tmp_path / "profile", "--window-size=1200,900", f"--screenshot={shot}", f"{page}&view=matrix")
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size > 20_000
         print(f"viewer screenshot: {shot}")

@@ -16,7 +16,7 @@ from app.backends.generation.sampling import SamplingParams
 from tests.lm_helpers import write_corpus
 from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerConfig
 from training.lm import lm
-from training.manifest import SCHEMA_PATH, read_verified_manifest
+from training.manifest import SCHEMA_PATH, SCHEMA_VERSION, read_verified_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +35,11 @@ def test_lm_trains_logs_perplexity_and_exports(tmp_path: Path) -> None:
                   TrainerConfig(max_steps=12, val_check_interval=6, log_every_n_steps=2, threads=1),
                   OutputConfig(name="lm-test", models_dir=str(tmp_path / "models"), runs_dir=str(tmp_path / "runs")))
     manifest = read_verified_manifest(artifact)
-    assert manifest["task"] == "text-generation" and manifest["schema_version"] == "1.1"
+    assert manifest["task"] == "text-generation" and manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["generation"]["context_length"] == 32 and manifest["generation"]["eos_token_id"] == 0
     assert manifest["onnx"]["max_abs_diff"]["logits"] < 1e-3
+    assert manifest["onnx"]["attention"] == "model.attn.onnx"
+    assert manifest["onnx"]["max_abs_diff"]["attentions"] < 1e-4
     metrics = manifest["metrics"]
     assert metrics["global_step"] == 12 and metrics["split_sizes"]["val_documents"] == 2
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["val_loss"]))
@@ -46,7 +48,7 @@ def test_lm_trains_logs_perplexity_and_exports(tmp_path: Path) -> None:
     losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert len(losses) >= 3 and losses[-1] < losses[0]
     assert [r["val_ppl"] for r in rows if r.get("val_ppl")]
-    assert {"hf/model.safetensors", "hf/tokenizer.json", "model.onnx", "training_curve.png"} <= set(
+    assert {"hf/model.safetensors", "hf/tokenizer.json", "model.onnx", "model.attn.onnx", "training_curve.png"} <= set(
         json.loads((artifact / "manifest.json").read_text())["files"])
 
 

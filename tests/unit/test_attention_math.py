@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.api.routes.attention import indices
 from app.attention import SelectionError, mean_heads, reduce, rollout, select
 
 
@@ -86,3 +87,10 @@ def test_reduce_aggregates_only_the_selection() -> None:
     rolled = reduce(attentions, [0, 3], [1], "rollout").attentions
     assert np.allclose(rolled, rollout(attentions[[0, 3]][:, [1]]), atol=1e-6)
     assert not np.allclose(rolled, rollout(attentions), atol=1e-3)
+
+
+def test_png_titles_shorten_runs_of_indices() -> None:
+    assert indices(list(range(30))) == "0-29"
+    assert indices([3, 4, 5]) == "3-5"
+    assert indices([0, 1]) == "0, 1"
+    assert indices([0, 2, 3, 4]) == "0, 2, 3, 4"
