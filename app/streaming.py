@@ -1,44 +1,64 @@
-"""Token streams off the event loop: a blocking iterator pulled item by item in worker threads, holding one
-inference slot of the `InferenceRunner` for the whole stream (the same limits as every other inference)."""
+"""Generations on the event loop: submit to a model's `Scheduler` and receive its chunks through an asyncio
+queue (the scheduler thread hands each over with ``call_soon_threadsafe``). Leaving early cancels the generation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-import anyio.to_thread
+import anyio
+from starlette.requests import Request
 
-from app.core.errors import Overloaded
-from app.inference import InferenceRunner
-
-Item = TypeVar("Item")
-_DONE = object()
-
-
-def check_capacity(runner: InferenceRunner) -> None:
-    """429 now, before a streaming response has started, when the queue is already full."""
-    if runner.limiter.available_tokens == 0 and runner.waiting >= runner.max_queue:
-        raise Overloaded(f"{runner.waiting} requests already wait for inference; retry later")
+from app.backends.generation.scheduler import Scheduler, Ticket
+from app.backends.generation.sequence import Chunk, GenerationParams
 
 
-async def in_thread(runner: InferenceRunner, items: Iterator[Item]) -> AsyncIterator[Item]:
-    """Every item of ``items``; each ``next()`` runs in a worker thread so the event loop stays free."""
-    check_capacity(runner)
-    owner = object()  # the slot belongs to this stream, whichever task finally closes it
-    runner.waiting += 1
-    try:
-        await runner.limiter.acquire_on_behalf_of(owner)
-    finally:
-        runner.waiting -= 1
+def submit(scheduler: Scheduler, prompt_ids: Sequence[int], params: GenerationParams, timeout_s: float,
+           streamed: bool) -> AsyncIterator[Chunk]:
+    """Queue the generation now (`Overloaded` here, before any response has started) and return its chunks;
+    the last one has ``finish_reason``. Closing the iterator early (a disconnect, a cancelled task) cancels it."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Chunk | Exception] = asyncio.Queue()
+
+    def deliver(item: Chunk | Exception) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    ticket = scheduler.submit(prompt_ids, params, deliver, time.monotonic() + timeout_s, streamed)
+    return _chunks(queue, ticket)
+
+
+async def _chunks(queue: asyncio.Queue[Chunk | Exception], ticket: Ticket) -> AsyncIterator[Chunk]:
     try:
         while True:
-            item = await anyio.to_thread.run_sync(next, items, _DONE)
-            if item is _DONE:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+            if item.finish_reason is not None:
                 return
-            yield item  # type: ignore[misc]  # _DONE is filtered above
     finally:
-        runner.limiter.release_on_behalf_of(owner)
+        ticket.cancel()
+
+
+async def collect(chunks: AsyncIterator[Chunk], request: Request) -> Chunk | None:
+    """The final chunk of a generation that is not streamed (its text is all the text), or None when the
+    client disconnected first, which cancels the generation."""
+    final: Chunk | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(_cancel_on_disconnect, request, group.cancel_scope)
+        async for chunk in chunks:
+            final = chunk
+        group.cancel_scope.cancel()
+    return final if final is not None and final.finish_reason is not None else None
+
+
+async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def sse(data: dict[str, Any] | str) -> str:

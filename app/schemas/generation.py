@@ -92,7 +92,9 @@ class CompletionChoice(BaseModel):
     text: str
     index: int = 0
     logprobs: None = None
-    finish_reason: Literal["length", "stop"] | None
+    finish_reason: Literal["length", "stop", "timeout"] | None = Field(
+        description="null until the last chunk of a stream; `timeout` only ends a stream (a plain request gets "
+                    "504 instead).")
 
 
 class CompletionUsage(BaseModel):

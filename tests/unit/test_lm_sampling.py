@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
 
-from app.artifacts import Artifact
-from app.backends.generation.base import GenerationParams, Generator
+from app.backends.generation.base import Generator
 from app.backends.generation.sampling import SamplingParams, next_token, probabilities
+from app.backends.generation.sequence import GenerationParams
+from tests.scripted import Scripted
 
 LOGITS = np.log(np.array([0.5, 0.25, 0.15, 0.1]))
 
@@ -54,41 +52,6 @@ def test_repetition_penalty_discourages_seen_tokens() -> None:
 def test_same_seed_same_draws() -> None:
     assert draws(SamplingParams(), 7) == draws(SamplingParams(), 7)
     assert draws(SamplingParams(), 7) != draws(SamplingParams(), 8)
-
-
-class Scripted(Generator):
-    """Emits a fixed token script (one-hot logits); a word-level tokenizer (decoded words joined by spaces)."""
-
-    kind = "scripted"
-    WORDS = ("<eos>", "a", "b", "stop", "c")
-
-    def __init__(self, script: list[int], context: int = 64) -> None:
-        manifest = {"name": "s", "task": "text-generation", "max_length": context, "hf_dir": "hf",
-                    "generation": {"context_length": context, "eos_token_id": 0}}
-        super().__init__(Artifact(path=Path("."), manifest=manifest), "cpu", 1)
-        self.script = script
-        tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(self.WORDS)}, unk_token="a"))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        self._tokenizer = tokenizer
-
-    def _load_model(self) -> None:
-        raise AssertionError("not used")
-
-    def _logits(self, step: int) -> npt.NDArray[np.float32]:
-        out = np.full(len(self.WORDS), -10.0, np.float32)
-        out[self.script[min(step, len(self.script) - 1)]] = 10.0
-        return out
-
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], Any]:
-        state = {"step": 0}
-        return self._logits(0), state
-
-    def _decode(self, token: int, state: Any) -> npt.NDArray[np.float32]:
-        state["step"] += 1
-        return self._logits(state["step"])
-
-    def _runtime_info(self) -> dict[str, Any]:
-        return {}
 
 
 def run(gen: Generator, **params: Any) -> tuple[str, Any]:

@@ -6,38 +6,39 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import RegistryDep, RunnerDep, SettingsDep
-from app.api.routes.generate import ERRORS, STREAM, prepare
-from app.backends.generation.base import Chunk, GenerationParams
+from app.api.deps import RegistryDep, SchedulersDep, SettingsDep
+from app.api.routes.generate import CLIENT_CLOSED, ERRORS, STREAM, finished, prepare
 from app.backends.generation.sampling import SamplingParams
+from app.backends.generation.sequence import Chunk, GenerationParams
 from app.schemas.generation import Completion, CompletionChoice, CompletionRequest, CompletionUsage
-from app.streaming import check_capacity, in_thread, sse
+from app.streaming import collect, sse, submit
 
 router = APIRouter(prefix="/v1", tags=["generation"])
 
 
 @router.post("/completions", response_model=Completion, response_model_exclude_none=False,
              responses={**ERRORS, **STREAM}, summary="OpenAI-compatible text completion")
-async def completions(body: CompletionRequest, registry: RegistryDep, runner: RunnerDep,
-                      settings: SettingsDep) -> Completion | StreamingResponse:
+async def completions(body: CompletionRequest, request: Request, registry: RegistryDep, schedulers: SchedulersDep,
+                      settings: SettingsDep) -> Completion | StreamingResponse | Response:
     """`model`, `prompt` (one string), `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`; `n` must
-    be 1. Streams end with `data: [DONE]`."""
+    be 1. Streams end with `data: [DONE]`; their last choice has `finish_reason` `timeout` when
+    APP_REQUEST_TIMEOUT_S ran out (the `openai` client passes it through)."""
     name, generator, ids = prepare(registry, settings, body.model, body.prompt, body.max_tokens, "max_tokens")
     params = GenerationParams(max_new_tokens=body.max_tokens, stop=tuple(body.stop or ()), seed=body.seed,
                               sampling=SamplingParams(temperature=body.temperature, top_p=body.top_p))
-    check_capacity(runner)
+    chunks = submit(schedulers.get(name, generator), ids, params, settings.request_timeout_s, body.stream)
     completion_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    stream = in_thread(runner, generator.stream(ids, params))
     if body.stream:
-        return StreamingResponse(_events(completion_id, created, name, stream), media_type="text/event-stream",
+        return StreamingResponse(_events(completion_id, created, name, chunks), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    parts = [chunk async for chunk in stream]
-    last = parts[-1]
-    return Completion(id=completion_id, created=created, model=name, usage=_usage(last), choices=[
-        CompletionChoice(text="".join(p.text for p in parts), finish_reason=last.finish_reason)])
+    final = finished(await collect(chunks, request), settings)
+    if final is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return Completion(id=completion_id, created=created, model=name, usage=_usage(final), choices=[
+        CompletionChoice(text=final.text, finish_reason=final.finish_reason)])
 
 
 def _usage(chunk: Chunk) -> CompletionUsage:

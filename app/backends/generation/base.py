@@ -1,15 +1,17 @@
 """The contract of a text generator: ``load()``, ``warmup()``, ``encode()``, ``tokens()``, ``stream()``, ``info``.
 
-Engines implement two steps over their own KV cache: ``_prefill(prompt ids) -> (logits, state)`` and
-``_decode(token, state) -> logits``. Sampling, stop strings, eos and the context limit live here, once.
+Engines implement two steps over a `KVCache` that may hold several sequences: ``_prefill(prompt ids) ->
+(logits, one-row cache)`` and ``_decode(one token per row, cache) -> logits per row``. Sampling, stop strings,
+eos and the context limit live in `Sequence`, once; `Scheduler` decodes many sequences together, ``stream()``
+decodes one on its own.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterator
+from collections.abc import Sequence as Ids
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,28 +19,9 @@ from tokenizers import Tokenizer
 
 from app.artifacts import Artifact
 from app.backends.engine import Engine
-from app.backends.generation.sampling import SamplingParams, next_token
-
-FinishReason = Literal["length", "stop"]
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    max_new_tokens: int = 64
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    """Same seed and parameters, same text; None = a fresh random seed."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """New text; the last chunk of a generation carries ``finish_reason`` and the token counts."""
-
-    text: str
-    finish_reason: FinishReason | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+from app.backends.generation.cache import KVCache
+from app.backends.generation.sampling import choose
+from app.backends.generation.sequence import Chunk, GenerationParams, Sequence
 
 
 class Generator(Engine):
@@ -69,63 +52,57 @@ class Generator(Engine):
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text).ids)
 
-    def tokens(self, prompt_ids: Sequence[int], params: GenerationParams) -> Iterator[int]:
-        """Sampled token ids, at most ``max_new_tokens`` and never beyond the context window; stops after eos
-        (which is yielded)."""
-        rng = np.random.default_rng(params.seed)
-        history = list(prompt_ids)
-        budget = min(params.max_new_tokens, self.context_length - len(history))
-        if budget <= 0:
-            return
-        logits, state = self._prefill(history)
-        for step in range(budget):
-            token = next_token(logits, params.sampling, history, rng)
-            history.append(token)
-            yield token
-            if token == self.eos_token_id or step == budget - 1:
-                return
-            logits = self._decode(token, state)
+    def sequence(self, prompt_ids: Ids[int], params: GenerationParams) -> Sequence:
+        """A new generation after ``prompt_ids``, never beyond the context window."""
+        return Sequence(prompt_ids, params, self.tokenizer, self.eos_token_id, self.context_length)
 
-    def stream(self, prompt_ids: Sequence[int], params: GenerationParams) -> Iterator[Chunk]:
-        """Text chunks as tokens arrive; text that could still become a stop string is held back."""
-        ids: list[int] = []
-        text, sent = "", 0
-        holdback = max((len(s) for s in params.stop), default=1) - 1
-        reason: FinishReason = "length"
-        generated = 0
-        for token in self.tokens(prompt_ids, params):
-            generated += 1
-            if token == self.eos_token_id:
-                reason = "stop"
-                break
-            ids.append(token)
-            text = self.tokenizer.decode(ids)
-            cut = _first_stop(text, params.stop, sent)
-            if cut is not None:
-                text, reason = text[:cut], "stop"
-                break
-            safe = len(text) - holdback
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next bytes
-                safe = min(safe, len(text.rstrip("\ufffd")))
-            if safe > sent:
-                yield Chunk(text[sent:safe])
-                sent = safe
-        yield Chunk(text[sent:], finish_reason=reason, prompt_tokens=len(prompt_ids), completion_tokens=generated)
+    def tokens(self, prompt_ids: Ids[int], params: GenerationParams) -> Iterator[int]:
+        """Sampled token ids until the sequence ends (eos, which is yielded, a stop string, the budget)."""
+        sequence = self.sequence(prompt_ids, params)
+        for _ in self._steps(sequence):
+            yield sequence.history[-1]
+
+    def stream(self, prompt_ids: Ids[int], params: GenerationParams) -> Iterator[Chunk]:
+        """One generation on its own, as text chunks (the service batches generations in `Scheduler`)."""
+        sequence = self.sequence(prompt_ids, params)
+        for text in self._steps(sequence):
+            if text:
+                yield Chunk(text)
+        yield sequence.final()
+
+    def prefill(self, sequence: Sequence) -> tuple[str, KVCache]:
+        """Read ``sequence``'s prompt and push its first token: that token's text, and the one-row cache."""
+        logits, cache = self._prefill(sequence.history)
+        return _push([sequence], logits[None])[0], cache
+
+    def decode(self, sequences: list[Sequence], cache: KVCache) -> list[str]:
+        """One step for every row of ``cache`` (``sequences`` in its row order): the text each row adds."""
+        tokens = np.fromiter((s.history[-1] for s in sequences), np.int64, len(sequences))
+        return _push(sequences, self._decode(tokens, cache))
+
+    def _steps(self, sequence: Sequence) -> Iterator[str]:
+        """Decode ``sequence`` alone until it ends; the text of each step."""
+        if sequence.finish_reason is not None:
+            return
+        text, cache = self.prefill(sequence)
+        yield text
+        while sequence.finish_reason is None:
+            yield self.decode([sequence], cache)[0]
 
     @property
     def info(self) -> dict[str, Any]:
         return {**super().info, "context_length": self.context_length}
 
     @abstractmethod
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], Any]:
-        """Logits of the next token after the prompt, and the engine's cache state."""
+    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        """Logits ``[vocab]`` of the next token after the prompt, and a cache holding that one row."""
 
     @abstractmethod
-    def _decode(self, token: int, state: Any) -> npt.NDArray[np.float32]:
-        """Append one token to the cache in ``state``; logits of the token after it."""
+    def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
+        """Append ``tokens`` (one per row) to the rows of ``cache``; logits ``[rows, vocab]`` of the next ones."""
 
 
-def _first_stop(text: str, stops: Sequence[str], start: int) -> int | None:
-    """Index of the earliest stop string in ``text`` that ends after ``start`` (None when none occurs)."""
-    hits = [i for s in stops if (i := text.find(s, max(0, start - len(s) + 1))) >= 0]
-    return min(hits) if hits else None
+def _push(sequences: list[Sequence], logits: npt.NDArray[np.float32]) -> list[str]:
+    """Sample each row's next token with its own parameters and generator and push it to its sequence."""
+    picks = choose(logits, [s.sampling for s in sequences], [s.history for s in sequences], [s.rng for s in sequences])
+    return [sequence.push(token) for sequence, token in zip(sequences, picks.tolist(), strict=True)]

@@ -6,14 +6,15 @@ The graph always takes a past; the first call passes one masked dummy position (
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from app.backends.generation.base import Generator
+from app.backends.generation.attention import AttendingGenerator, AttentionForward
+from app.backends.generation.cache import KVCache
+from app.backends.generation.onnx_attention import OnnxAttention
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,7 @@ CPU = "CPUExecutionProvider"
 FIXED_INPUTS = ["input_ids", "attention_mask", "position_ids"]
 
 
-@dataclass
-class _Cache:
-    past: list[npt.NDArray[np.float32]]
-    mask: npt.NDArray[np.int64]
-    position: int
-
-
-class OnnxGenerator(Generator):
+class OnnxGenerator(AttendingGenerator):
     kind = "onnx"
 
     def _load_model(self) -> None:
@@ -57,23 +51,27 @@ class OnnxGenerator(Generator):
         log.info("%s: onnx generator, %d cache tensors, providers %s", self.artifact.name, len(self.past_names),
                  self.providers)
 
-    def _run(self, ids: list[int], cache: _Cache) -> npt.NDArray[np.float32]:
-        positions = np.arange(cache.position, cache.position + len(ids), dtype=np.int64)[None]
-        cache.mask = np.concatenate([cache.mask, np.ones((1, len(ids)), np.int64)], axis=1)
-        feed: dict[str, Any] = {"input_ids": np.array([ids], np.int64), "attention_mask": cache.mask,
-                                "position_ids": positions, **dict(zip(self.past_names, cache.past, strict=True))}
-        logits, *cache.past = self.session.run(None, feed)
-        cache.position += len(ids)
-        result: npt.NDArray[np.float32] = np.asarray(logits[0, -1], dtype=np.float32)
+    def _run(self, ids: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
+        """Append ``ids`` ``[rows, width]`` to ``cache``; logits ``[rows, vocab]`` after the last of them."""
+        width = ids.shape[1]
+        mask, positions = cache.step_inputs(width)
+        feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                                **dict(zip(self.past_names, cache.past, strict=True))}
+        logits, *present = self.session.run(None, feed)
+        cache.advance(present, mask, width)
+        result: npt.NDArray[np.float32] = np.asarray(logits[:, -1], dtype=np.float32)
         return result
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], Any]:
+    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
         dummy = np.zeros((1, self.kv_shape[0], 1, self.kv_shape[1]), np.float32)
-        cache = _Cache(past=[dummy] * len(self.past_names), mask=np.zeros((1, 1), np.int64), position=0)
-        return self._run(prompt_ids, cache), cache
+        cache = KVCache([dummy] * len(self.past_names), np.zeros((1, 1), np.int64), np.zeros(1, np.int64))
+        return self._run(np.array([prompt_ids], np.int64), cache)[0], cache
 
-    def _decode(self, token: int, state: Any) -> npt.NDArray[np.float32]:
-        return self._run([token], state)
+    def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
+        return self._run(tokens[:, None], cache)
+
+    def _build_attention(self) -> AttentionForward:
+        return OnnxAttention(self.artifact, self.threads, self.providers)
 
     def _runtime_info(self) -> dict[str, Any]:
         return {"providers": self.providers, "onnxruntime": ort.__version__}

@@ -60,3 +60,14 @@ def next_token(logits: npt.NDArray[np.floating], params: SamplingParams, history
         return int(scores.argmax())
     cumulative = np.cumsum(probabilities(logits, params, history))
     return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), len(cumulative) - 1))
+
+
+def choose(logits: npt.NDArray[np.floating], params: Sequence[SamplingParams], histories: Sequence[Sequence[int]],
+           rngs: Sequence[np.random.Generator]) -> npt.NDArray[np.int64]:
+    """`next_token` for every row of ``logits`` [rows, vocab], each with its own parameters, history and
+    generator; the greedy rows without a repetition penalty in one arg-max."""
+    picks: npt.NDArray[np.int64] = logits.argmax(axis=-1).astype(np.int64)
+    for row, (row_params, history, rng) in enumerate(zip(params, histories, rngs, strict=True)):
+        if row_params.temperature != 0 or row_params.repetition_penalty != 1.0:
+            picks[row] = next_token(logits[row], row_params, history, rng)
+    return picks
