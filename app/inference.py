@@ -23,7 +23,8 @@ class InferenceRunner:
     async def run(self, work: Callable[[Arg], Result], arg: Arg) -> Result:
         """``work(arg)`` in a worker thread once a slot is free (e.g. ``backend.classify, texts``)."""
         if self.limiter.available_tokens == 0 and self.waiting >= self.max_queue:
-            raise Overloaded(f"{self.waiting} requests already wait for inference; retry later")
+            raise Overloaded(f"{self.waiting} requests already wait for inference; retry later",
+                             headers={"Retry-After": "1"})
         self.waiting += 1
         try:
             await self.limiter.acquire()

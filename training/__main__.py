@@ -18,9 +18,10 @@ def main() -> None:
     from training.export import export
     from training.gguf_import import import_gguf
     from training.lm import lm
+    from training.quantize import quantize
     from training.sentiment import sentiment
 
-    CLI([sentiment, distill, export, lm, import_gguf], as_positional=False)
+    CLI([sentiment, distill, export, quantize, lm, import_gguf], as_positional=False)
 
 
 if __name__ == "__main__":

@@ -166,4 +166,4 @@ def run(cfg: DistillRunConfig) -> Path:
     return export_classifier(module.model, tokenizer, models_dir, cfg.output.name, labels=labels,
                              base_model=base_model, max_length=max_length, metrics=metrics,
                              training=dataclasses.asdict(cfg), extra={"distillation": distillation},
-                             curve=plot_training_curves(run_dir))
+                             curve=plot_training_curves(run_dir), int8=cfg.data if cfg.output.int8 else None)

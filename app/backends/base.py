@@ -29,17 +29,41 @@ class TokenLimitError(ValueError):
         self.limit = limit
 
 
+class AttentionUnavailable(RuntimeError):
+    """This model cannot compute attention maps on this engine (e.g. an ONNX generator without an attention
+    graph)."""
+
+
+@dataclass(frozen=True)
+class NextToken:
+    """One candidate for the token after a text."""
+
+    id: int
+    token: str
+    """As the vocabulary spells it (e.g. ``Ġsea`` for a byte-level BPE)."""
+    text: str
+    """The token decoded on its own (e.g. `` sea``)."""
+    probability: float
+
+
+@dataclass(frozen=True)
+class TopKPrediction:
+    """A generator's prediction: the most probable next tokens, most probable first."""
+
+    top_k: list[NextToken]
+
+
 @dataclass(frozen=True)
 class AttentionResult:
     """What the model sees and attends to for one text.
 
-    ``prediction`` is the model's output for the text. Classifiers return a `Prediction`; a generator
-    backend will add its own (next-token top-k) variant, which the API tags by ``type``.
+    ``prediction`` is the model's output for the text: a `Prediction` from classifiers, a `TopKPrediction`
+    from generators (the API tags the two by ``type``).
     """
 
     tokens: list[str]
     attentions: npt.NDArray[np.float32]
-    prediction: Prediction
+    prediction: Prediction | TopKPrediction
 
 
 class Backend(Engine):
@@ -71,6 +95,14 @@ class Backend(Engine):
 
     def warmup(self) -> None:
         self.classify(WARMUP_TEXTS)
+
+    def variants(self) -> list[str]:
+        """Names of the artifact's other graphs this engine can serve (ONNX variants such as int8)."""
+        return []
+
+    def with_variant(self, variant: str) -> Backend:
+        """This model on its ``variant`` graph, sharing what it can with this engine."""
+        raise ValueError(f"the {self.kind} backend serves no {variant!r} variant")
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         if self._encoder is None:

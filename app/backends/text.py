@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
+
+# Batches are small and the cores belong to the inference threads: no second (rayon) thread pool.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class TextEncoder:
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
 
     def encode(self, texts: Sequence[str]) -> Batch:
-        encodings = self.tokenizer.encode_batch(list(texts))
+        """One batch call of the fast tokenizer (no character offsets: nothing here reads them)."""
+        encodings = self.tokenizer.encode_batch_fast(list(texts))
         return Batch(
             input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
             attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64),

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import RegistryDep, RunnerDep, SettingsDep
+from app.api.deps import BatcherDep, RegistryDep, SettingsDep
 from app.core.config import Settings
 from app.core.errors import InvalidInput
 from app.schemas.requests import SentimentRequest
@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1", tags=["sentiment"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown model."},
     422: {"model": ErrorResponse, "description": "Invalid input (see `detail`)."},
-    429: {"model": ErrorResponse, "description": "Too many requests waiting for inference."},
+    429: {"model": ErrorResponse, "description": "Too many requests waiting for inference (see Retry-After)."},
     503: {"model": ErrorResponse, "description": "The model is not ready (loading, warming up or failed)."},
+    504: {"model": ErrorResponse, "description": "No result within APP_REQUEST_TIMEOUT_S."},
 }
 
 
@@ -39,17 +40,19 @@ def check_limits(texts: list[str], settings: Settings) -> None:
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS,
              summary="Classify the sentiment of one or more texts")
-async def sentiment(body: SentimentRequest, registry: RegistryDep, runner: RunnerDep,
+async def sentiment(body: SentimentRequest, registry: RegistryDep, batcher: BatcherDep,
                     settings: SettingsDep) -> SentimentResponse:
     """Labels each text `negative` or `positive` with probabilities, in input order.
 
     Texts longer than the model's `max_length` tokens are truncated (their first tokens are read) and
     flagged `truncated: true`; texts longer than `APP_MAX_TEXT_CHARS` characters are rejected (422).
+    Concurrent requests share batched model calls (`APP_MAX_BATCH_SIZE`, `APP_BATCH_WAIT_MS`); a request
+    waiting beyond `APP_REQUEST_TIMEOUT_S` gets 504.
     """
     texts = body.items()
     check_limits(texts, settings)
     name, backend = registry.get(body.model)
-    predictions = await runner.run(backend.classify, texts)
+    predictions = await batcher.classify(name, backend, texts)
     return SentimentResponse(model=name, results=[
         SentimentResult(label=p.label, score=p.score, scores=p.scores, truncated=p.truncated)
         for p in predictions])

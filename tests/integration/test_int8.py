@@ -1,0 +1,119 @@
+"""The int8 variant: written by export and by `training quantize`, recorded in the manifest, served as
+`<name>-int8` (and as `<name>` with APP_ONNX_VARIANT=int8)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import LABELS, make_sentences
+from tests.integration.conftest import serve
+from training.config import DataConfig
+from training.export import export_classifier
+from training.manifest import SCHEMA_VERSION, read_verified_manifest, sha256_file
+from training.quantize import INT8, quantize
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
+             "this film is dull and boring", "it was not fun", "the story was very cold ."]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_data: Path) -> Path:
+    """The tiny BERT trained a few steps on the toy task, exported with its int8 variant: models/toy."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_base, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}).train()
+    rows = make_sentences(128, seed=5)
+    enc = tokenizer([t for t, _ in rows], padding=True, return_tensors="pt")
+    labels = torch.tensor([label for _, label in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(20):
+        optimizer.zero_grad()
+        model(**enc, labels=labels).loss.backward()
+        optimizer.step()
+    return export_classifier(model.eval(), tokenizer, tmp_path_factory.mktemp("int8") / "models", "toy",
+                             labels=LABELS, base_model=str(tiny_base), max_length=32,
+                             metrics={"test_accuracy": 1.0}, training={"note": "toy"},
+                             int8=DataConfig(data_dir=str(tiny_data)))
+
+
+def test_export_writes_the_int8_variant_with_its_accuracy(toy: Path) -> None:
+    manifest = read_verified_manifest(toy)
+    variant = manifest["onnx"]["variants"]["int8"]
+    assert variant["model"] == INT8 and INT8 in manifest["files"]
+    assert variant["quantization"]["weight_type"] == "QInt8"
+    metrics = variant["metrics"]
+    assert metrics["split_sizes"] == {"test": 64}
+    assert metrics["test_accuracy"] >= 0.9 and metrics["fp32_test_accuracy"] >= 0.9
+    assert metrics["fp32_agreement"] >= 0.95
+    assert (toy / INT8).stat().st_size < (toy / "model.onnx").stat().st_size
+
+
+def test_quantize_verb_adds_the_variant_atomically(tiny_artifact: Path, tiny_data: Path,
+                                                   tmp_path: Path) -> None:
+    artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "models" / tiny_artifact.name))
+    before = json.loads((artifact / "manifest.json").read_text())
+    assert quantize(artifact, DataConfig(data_dir=str(tiny_data)), threads=1) == artifact
+    manifest = read_verified_manifest(artifact)  # schema-valid, every checksum right
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["files"][INT8]["sha256"] == sha256_file(artifact / INT8)
+    assert manifest["files"][INT8]["bytes"] == (artifact / INT8).stat().st_size
+    accuracy = manifest["onnx"]["variants"]["int8"]["metrics"]["test_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    for name, entry in before["files"].items():
+        assert manifest["files"][name] == entry, name
+    assert (manifest["created_at"], manifest["metrics"]) == (before["created_at"], before["metrics"])
+    assert sorted(p.name for p in artifact.parent.iterdir()) == [artifact.name]  # no staging leftovers
+    with pytest.raises(ValueError, match="differ from the artifact's"):
+        quantize(artifact, DataConfig(data_dir=str(tiny_data), labels=["bad", "good"]))
+
+
+def sentiment(client: Any, model: str) -> list[str]:
+    response = client.post("/v1/sentiment", json={"texts": SENTENCES, "model": model})
+    assert response.status_code == 200, response.text
+    return [r["label"] for r in response.json()["results"]]
+
+
+def test_the_app_serves_the_int8_variant_beside_fp32(toy: Path) -> None:
+    variant_accuracy = read_verified_manifest(toy)["onnx"]["variants"]["int8"]["metrics"]["test_accuracy"]
+    with serve(toy.parent) as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert set(models) == {"toy", "toy-int8"}
+        assert models["toy"]["runtime"]["variant"] == "fp32"
+        assert models["toy"]["metrics"]["test_accuracy"] == 1.0
+        assert models["toy-int8"]["status"] == "ready"
+        assert models["toy-int8"]["runtime"]["variant"] == "int8"
+        assert models["toy-int8"]["metrics"]["test_accuracy"] == variant_accuracy
+        fp32, int8 = sentiment(client, "toy"), sentiment(client, "toy-int8")
+    assert fp32 == int8 == ["positive", "negative", "positive", "negative", "positive", "negative"]
+
+
+def test_onnx_variant_setting_serves_int8_under_the_plain_name(toy: Path) -> None:
+    with serve(toy.parent, onnx_variant="int8") as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert models["toy"]["runtime"]["variant"] == "int8"
+        assert models["toy-int8"]["runtime"]["variant"] == "int8"
+        assert sentiment(client, "toy") == sentiment(client, "toy-int8")
+    with serve(toy.parent, backend="torch") as client:
+        assert [m["name"] for m in client.get("/v1/models").json()["models"]] == ["toy"]
+
+
+def test_a_reload_after_quantize_serves_the_new_variant(tiny_artifact: Path, tiny_data: Path,
+                                                       tmp_path: Path) -> None:
+    artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "models" / tiny_artifact.name))
+    with serve(artifact.parent) as client:
+        registry = client.app.state.registry
+        assert "tiny-sentiment-int8" not in registry.entries
+        quantize(artifact, DataConfig(data_dir=str(tiny_data)), threads=1)
+        registry.reload("tiny-sentiment")
+        assert registry.statuses() == {"tiny-sentiment": "ready", "tiny-sentiment-int8": "ready"}
+        response = client.post("/v1/sentiment", json={"text": "good", "model": "tiny-sentiment-int8"})
+        assert response.status_code == 200, response.text
