@@ -27,6 +27,8 @@ class Artifact:
 
     path: Path
     manifest: dict[str, Any]
+    manifest_sha256: str = ""
+    """sha256 of manifest.json as read: with `created_at` it identifies the version being served."""
 
     @property
     def name(self) -> str:
@@ -74,11 +76,15 @@ def discover(models_dir: Path) -> list[Path]:
     return folders
 
 
-def read_manifest(folder: Path, schema: dict[str, Any]) -> dict[str, Any]:
-    """Parse and validate manifest.json: known schema major first (clearer message), then the full schema."""
+def read_manifest(folder: Path, schema: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parse and validate manifest.json: known schema major first (clearer message), then the full schema.
+
+    Returns the manifest and the sha256 of the bytes it was parsed from.
+    """
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = (folder / MANIFEST).read_bytes()
+        manifest = json.loads(raw)
+    except (OSError, ValueError) as exc:
         raise ArtifactError(f"unreadable {MANIFEST}: {exc}") from exc
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{MANIFEST} is not a JSON object")
@@ -93,7 +99,7 @@ def read_manifest(folder: Path, schema: dict[str, Any]) -> dict[str, Any]:
         raise ArtifactError(f"{MANIFEST} violates the schema at {where}: {exc.message}") from None
     if manifest["name"] != folder.name:
         raise ArtifactError(f"manifest name {manifest['name']!r} does not match folder {folder.name!r}")
-    return manifest
+    return manifest, hashlib.sha256(raw).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -124,9 +130,9 @@ def verify_files(folder: Path, files: dict[str, dict[str, Any]]) -> None:
 
 def open_artifact(folder: Path, schema: dict[str, Any]) -> Artifact:
     """Validate the manifest and verify every checksum; only then may a backend touch the files."""
-    manifest = read_manifest(folder, schema)
+    manifest, digest = read_manifest(folder, schema)
     verify_files(folder, manifest["files"])
-    artifact = Artifact(path=folder, manifest=manifest)
+    artifact = Artifact(path=folder, manifest=manifest, manifest_sha256=digest)
     hf = str(manifest["hf_dir"])
     required = [f"{hf}/config.json", f"{hf}/tokenizer.json", f"{hf}/model.safetensors"]
     if artifact.task == "sentiment":

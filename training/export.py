@@ -7,10 +7,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from training import onnx_graphs
+from training.config import DataConfig
 from training.manifest import publish, staging_dir, write_manifest
+from training.quantize import int8_variant
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +22,12 @@ ATOL = {"logits": 1e-3, "attentions": 1e-4}
 
 def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *, labels: list[str],
                       base_model: str, max_length: int, metrics: dict[str, Any], training: dict[str, Any],
-                      extra: dict[str, Any] | None = None, curve: Path | None = None) -> Path:
-    """HF folder + model.onnx + model.attn.onnx + manifest.json, verified, then published atomically."""
+                      extra: dict[str, Any] | None = None, curve: Path | None = None,
+                      int8: DataConfig | None = None) -> Path:
+    """HF folder + model.onnx + model.attn.onnx + manifest.json, verified, then published atomically.
+
+    ``int8``: also write model.int8.onnx, measured on this data's test split (`training.quantize`).
+    """
     stage = staging_dir(models_dir, name)
     try:
         hf = stage / "hf"
@@ -58,6 +65,10 @@ def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *
             "training": training,
             **(extra or {}),
         }
+        if int8 is not None:
+            log.info("exporting %s: int8 graph", name)
+            fields["onnx"]["variants"] = {"int8": int8_variant(stage, labels, max_length, int8,
+                                                               torch.get_num_threads())}
         write_manifest(stage, fields)
         final = publish(stage, models_dir / name)
     except BaseException:
@@ -81,7 +92,7 @@ def export(checkpoint: Path, name: str = "sentiment-minilm", models_dir: Path = 
     from training.classifier import SentimentClassifier
     from training.sentiment import read_run_metrics
 
-    module = SentimentClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = SentimentClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     hp = dict(module.hparams)
     tokenizer = AutoTokenizer.from_pretrained(hp["base_model"])
     run_dir = Path(checkpoint).resolve().parent.parent

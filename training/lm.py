@@ -87,11 +87,11 @@ def fit_and_evaluate(module: CausalLM, datamodule: CorpusDataModule, cfg: Traine
                      resume: bool) -> dict[str, Any]:
     """Fit (resuming when asked), keep last.ckpt, load the best weights and measure held-out perplexity."""
     fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
+    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
     if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     result = fitter.validate(module, datamodule=datamodule, verbose=False)[0]
     loss = float(result["val_loss"])
     metrics = {"perplexity": math.exp(loss), "val_loss": loss, "split_sizes": datamodule.split_sizes(),

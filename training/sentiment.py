@@ -32,10 +32,16 @@ TEST_METRICS = "test_metrics.json"
 
 
 def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mode: str = "max") -> L.Trainer:
-    """Trainer with best/last checkpoints, early stopping and CSV (+TensorBoard when installed) logs."""
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, save_top_k=1)
-    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
+    """Trainer with best/last checkpoints, early stopping and CSV (+TensorBoard when installed) logs.
+
+    best.ckpt is kept by ``monitor``; last.ckpt (written atomically) every ``cfg.checkpoint_every_n_steps``
+    steps, so that a killed run resumes from within its epoch.
+    """
+    checkpoints = run_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1)
+    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
+                           every_n_train_steps=cfg.checkpoint_every_n_steps)
+    callbacks = [best, last, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
                  LearningRateMonitor(logging_interval="step")]
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs")]
     try:
@@ -75,11 +81,12 @@ def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataMo
     Returns the test metrics, also written to run_dir/test_metrics.json.
     """
     fitter = make_trainer(cfg, run_dir)
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume))
+    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
     log.info("evaluating the best checkpoint on the test split")
     best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
-    results = fitter.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    results = fitter.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False,
+                          weights_only=True)[0]
     metrics = {"test_accuracy": float(results["test_acc"]), "test_f1": float(results["test_f1"]),
                "test_loss": float(results["test_loss"]), "split_sizes": datamodule.split_sizes(),
                "global_step": int(fitter.global_step)}
@@ -122,4 +129,5 @@ def run(cfg: SentimentConfig) -> Path:
     return export_classifier(module.model, tokenizer, Path(cfg.output.models_dir), cfg.output.name,
                              labels=list(cfg.data.labels), base_model=base_model,
                              max_length=cfg.model.max_length, metrics=metrics,
-                             training=dataclasses.asdict(cfg), curve=curve)
+                             training=dataclasses.asdict(cfg), curve=curve,
+                             int8=cfg.data if cfg.output.int8 else None)

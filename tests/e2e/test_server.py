@@ -31,8 +31,7 @@ def test_real_server_serves_and_stops_cleanly(tiny_artifact: Path, start_server:
         assert [r["label"] in ("negative", "positive") for r in body["results"]] == [True, True]
         (model,) = httpx.get(f"{server.url}/v1/models").json()["models"]
         assert (model["backend"], model["device"], model["status"]) == ("onnx", "cpu", "ready")
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended
-    assert server.process.returncode in (0, -15)
+    assert server.process.returncode == 0  # SIGTERM: drained, then a clean exit
     log = server.log.read_text()
     assert "Application shutdown complete." in log
     assert "providers in use: ['CPUExecutionProvider']" in log

@@ -44,7 +44,7 @@ def test_resume_continues_from_the_last_checkpoint(trained: tuple[Path, Path]) -
     root, _ = trained
     runs = root / "runs" / "tiny"
     assert (runs / "checkpoints" / "last.ckpt").is_file() and (runs / "checkpoints" / "best.ckpt").is_file()
-    assert torch.load(runs / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 64
+    assert torch.load(runs / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 64
     first_steps = [_logged_steps(p) for p in sorted((runs / "logs").glob("version_*/metrics.csv"))]
     assert len(first_steps) == 2
     assert min(first_steps[1]) > 16, "the second run continued after step 16 instead of starting over"
