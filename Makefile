@@ -10,7 +10,7 @@ STUDENT   := $(MODELS_DIR)/sentiment-minilm-student/manifest.json
 GPT2      := $(MODELS_DIR)/gpt2-$(PROFILE)/manifest.json
 SMOLLM2   := $(MODELS_DIR)/smollm2-135m-instruct/manifest.json
 
-.PHONY: run install models serve test lint pytest clean
+.PHONY: run install models serve test lint pytest clean bench
 
 run: models serve
 
@@ -61,6 +61,14 @@ lint: install
 
 pytest: install
 	$(BIN)/python -m pytest
+
+# The issue-7 benchmarks (results in benchmarks/results/); run alone on the machine: they load every core.
+bench: models
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
+	$(BIN)/pip install -q -e ".[$(EXTRAS),dev,bench]"
+	$(BIN)/python benchmarks/serving_load.py --models-dir $(MODELS_DIR)
+	$(BIN)/python benchmarks/generation_load.py --models-dir $(MODELS_DIR)
+	$(BIN)/python benchmarks/training_memory.py --teacher $(MODELS_DIR)/sentiment-minilm
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
