@@ -10,15 +10,18 @@ from contextlib import asynccontextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.api.routes import attention, completions, generate, health, models, pages, sentiment
+from app.api.routes import admin, attention, completions, generate, health, metrics, models, pages, sentiment
 from app.backends.base import DeviceError
+from app.backends.generation.scheduler import Schedulers
+from app.batching import Batcher
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.errors import install_error_handlers
 from app.core.logging import setup_logging
-from app.core.middleware import RequestIdMiddleware
+from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware, SettingsCORS
+from app.core.security import AUTH_ERRORS, DocsGate, KeyRing, require_api_key
 from app.inference import InferenceRunner
 from app.registry import Registry
 
@@ -33,7 +36,9 @@ Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: tr
 `APP_MAX_ATTENTION_TOKENS` tokens are rejected with 422 there. The viewer page is at `/attention`.
 
 Text generation: `POST /v1/generate` (JSON or server-sent events) and the OpenAI-compatible
-`POST /v1/completions`; `max_new_tokens` is capped by `APP_MAX_NEW_TOKENS`."""
+`POST /v1/completions`; `max_new_tokens` is capped by `APP_MAX_NEW_TOKENS`.
+
+When API keys are configured, `/v1/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>` (Authorize)."""
 
 
 async def _warm_up(registry: Registry, started: float) -> None:
@@ -51,8 +56,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_logging("INFO")
         log.error("start aborted: %s", exc)
         raise
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app.state.settings = settings
+    app.state.keys = KeyRing.from_settings(settings)
     registry = Registry(settings)
     try:
         await anyio.to_thread.run_sync(registry.load_all)
@@ -60,11 +66,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("start aborted: %s", exc)
         raise
     app.state.registry = registry
-    app.state.runner = InferenceRunner(settings.max_concurrency, settings.max_queue)
+    app.state.runner = runner = InferenceRunner(settings.max_concurrency, settings.max_queue)
+    app.state.batcher = batcher = Batcher.from_settings(settings, runner.limiter)
+    batcher.start()
+    app.state.schedulers = schedulers = Schedulers(settings.max_batch_sequences, settings.max_queue)
     warm_up = asyncio.create_task(_warm_up(registry, started))
     yield
+    await batcher.stop()
     with suppress(asyncio.CancelledError):
         await warm_up
+    await anyio.to_thread.run_sync(schedulers.close, settings.request_timeout_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,8 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          lifespan=lifespan)
     app.state.settings_override = settings
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
-    for module in (sentiment, attention, generate, completions, models, health, pages):
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(DocsGate)
+    app.add_middleware(SettingsCORS)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids, access log and metrics see everything
+    for module in (sentiment, attention, generate, completions, models):
+        app.include_router(module.router, dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS)
+    for module in (health, pages, metrics, admin):
         app.include_router(module.router)
     return app
 

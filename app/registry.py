@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from app.artifacts import Artifact, discover, load_schema, open_artifact
+from app.artifacts import MANIFEST, Artifact, discover, load_schema, open_artifact, sha256_file
 from app.backends import backend_class
 from app.backends.base import Backend, DeviceError
 from app.backends.engine import Engine
 from app.backends.generation import generator_class
 from app.backends.generation.base import Generator
 from app.core.config import Settings, SettingsError
-from app.core.errors import InvalidInput, ModelNotFound, NotReady
+from app.core.errors import InvalidInput, ModelNotFound, NotReady, ReloadFailed
+from app.core.metrics import MODEL_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,20 @@ class ModelEntry:
     backend: Engine | None = None
 
 
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def _set_status(entry: ModelEntry, status: Status) -> None:
+    """Change a model's status and mirror it in the MODEL_STATUS gauge (1 for this status, 0 for the others)."""
+    entry.status = status
+    for each in get_args(Status):
+        MODEL_STATUS.labels(entry.name, each).set(1 if each == status else 0)
+
+
 class Registry:
     """Loading is split in two so that /health/ready can report 503 while warm-up runs."""
 
@@ -40,6 +56,8 @@ class Registry:
         self.settings = settings
         self.entries: dict[str, ModelEntry] = {}
         self.warmed = False
+        self.device = "cpu"
+        self._reload_lock = threading.Lock()
 
     def load_all(self) -> None:
         """Discover, verify and load every artifact. A broken model is marked failed; a device that cannot
@@ -47,26 +65,25 @@ class Registry:
         unknown default model `SettingsError`."""
         settings = self.settings
         engine = backend_class(settings.backend)
-        device = engine.resolve_device(settings.device, settings.torch_dtype)
+        device = self.device = engine.resolve_device(settings.device, settings.torch_dtype)
         schema = load_schema(settings.schema_path)
         log.info("loading models from %s with the %s backend on %s (schema %s)", settings.models_dir,
                  settings.backend, device, settings.schema_path)
         for folder in discover(settings.models_dir):
             entry = self.entries[folder.name] = ModelEntry(name=folder.name, path=folder)
+            _set_status(entry, "loading")
             started = time.perf_counter()
             try:
                 entry.artifact = open_artifact(folder, schema)
-                if entry.artifact.task not in SERVED_TASKS:
-                    raise ValueError(f"task {entry.artifact.task!r} is not served here")
-                kind = engine if entry.artifact.task == "sentiment" else generator_class(settings.backend)
-                backend = kind(entry.artifact, device, settings.threads, settings.torch_dtype)
-                backend.load()
+                backend = self._load_engine(entry.artifact)
             except DeviceError:
                 raise
             except Exception as exc:
                 self._fail(entry, "refused" if entry.artifact is None else "failed to load", exc)
                 continue
-            entry.backend, entry.status = backend, "warming"
+            entry.backend = backend
+            _set_status(entry, "warming")
+            self.entries.update(self._variants(entry))
             log.info("model %s loaded in %.2fs", entry.name, time.perf_counter() - started)
         if not self.entries:
             log.warning("no model artifacts found in %s", settings.models_dir)
@@ -85,13 +102,84 @@ class Registry:
             except Exception as exc:
                 self._fail(entry, "failed warm-up", exc)
                 continue
-            entry.status = "ready"
+            _set_status(entry, "ready")
             log.info("model %s ready (warm-up %.2fs)", entry.name, time.perf_counter() - started)
         self.warmed = True
 
+    def _load_engine(self, artifact: Artifact) -> Engine:
+        if artifact.task not in SERVED_TASKS:
+            raise ValueError(f"task {artifact.task!r} is not served here")
+        settings = self.settings
+        kind = backend_class(settings.backend) if artifact.task == "sentiment" else generator_class(settings.backend)
+        backend = kind(artifact, self.device, settings.threads, settings.torch_dtype)
+        backend.load()
+        return backend
+
+    def _variants(self, entry: ModelEntry) -> dict[str, ModelEntry]:
+        """Entries `<name>-<variant>` for the other ONNX graphs of a sentiment model (e.g. int8), in the entry's
+        status (warmed here if it is ready); the one named by APP_ONNX_VARIANT also serves as `<name>`."""
+        backend, found = entry.backend, dict[str, ModelEntry]()
+        if not isinstance(backend, Backend):
+            return found
+        for variant in backend.variants():
+            twin = found[f"{entry.name}-{variant}"] = ModelEntry(f"{entry.name}-{variant}", entry.path)
+            try:
+                twin.backend = backend.with_variant(variant)
+                twin.artifact = twin.backend.artifact
+                if entry.status == "ready":
+                    twin.backend.warmup()
+            except Exception as exc:
+                self._fail(twin, "failed to load", exc)
+                continue
+            _set_status(twin, entry.status)
+            if variant == self.settings.onnx_variant:
+                entry.artifact, entry.backend = twin.artifact, twin.backend
+        return found
+
+    def reload(self, name: str) -> tuple[ModelEntry, ModelEntry | None]:
+        """Load the version now in models/<name> (manifest, checksums, load, warm-up) beside the serving one,
+        then swap it in with one assignment: running requests finish on the old engine. ``name`` must be a
+        folder of the models dir. On failure the old version keeps serving and `ReloadFailed` names the
+        reason. Returns the new entry and the one it replaced."""
+        if not self.warmed:
+            raise NotReady("models are still loading; reload after start-up")
+        folder = next((f for f in discover(self.settings.models_dir) if f.name == name), None)
+        if folder is None:
+            raise ModelNotFound(f"no model folder {name!r} in the models dir", available=sorted(self.entries))
+        with self._reload_lock:
+            old, fresh, started = self.entries.get(name), ModelEntry(name=name, path=folder), time.perf_counter()
+            try:
+                fresh.artifact = open_artifact(folder, load_schema(self.settings.schema_path))
+                fresh.backend = self._load_engine(fresh.artifact)
+                fresh.backend.warmup()
+            except Exception as exc:
+                serving = old is not None and old.status == "ready"
+                log.error("model %s: reload failed (%s): %s", name,
+                          "the old version keeps serving" if serving else "not serving", exc)
+                if not serving:
+                    failed = ModelEntry(name, folder, error=str(exc))
+                    _set_status(failed, "failed")
+                    self.entries = {**self.entries, name: failed}
+                raise ReloadFailed(f"reload of {name!r} failed: {exc}", model=name, reason=str(exc),
+                                   serving=serving) from exc
+            _set_status(fresh, "ready")
+            self.entries = dict(sorted({**self.entries, name: fresh, **self._variants(fresh)}.items()))
+        log.info("model %s reloaded in %.2fs: version %s (manifest sha256 %s)", name, time.perf_counter() - started,
+                 fresh.artifact.manifest.get("created_at"), fresh.artifact.manifest_sha256[:12])
+        return fresh, old
+
+    def scan(self) -> dict[str, bool]:
+        """Every folder of the models dir: True when it is new, not serving, or its manifest is not the served one."""
+        def served(folder: Path) -> str | None:
+            entry = self.entries.get(folder.name)
+            return entry.artifact.manifest_sha256 if entry and entry.status == "ready" and entry.artifact else None
+
+        return {f.name: served(f) != _sha256_or_none(f / MANIFEST) for f in discover(self.settings.models_dir)}
+
     @staticmethod
     def _fail(entry: ModelEntry, what: str, exc: Exception) -> None:
-        entry.status, entry.error, entry.backend = "failed", str(exc), None
+        entry.error, entry.backend = str(exc), None
+        _set_status(entry, "failed")
         log.error("model %s %s: %s", entry.name, what, exc)
 
     @property
@@ -115,6 +203,17 @@ class Registry:
         if not isinstance(backend, Generator):
             raise InvalidInput(f"model {name!r} is not a text-generation model")
         return name, backend
+
+    def get_any(self, name: str | None) -> tuple[str, Engine]:
+        """The named model of any task if it is ready to serve; None = APP_DEFAULT_MODEL, else the first ready
+        sentiment model, else the first ready model (by name)."""
+        if name is None:
+            ready = sorted((e.artifact.task != "sentiment", n) for n, e in self.entries.items()
+                           if e.status == "ready" and e.artifact is not None)
+            name = self.settings.default_model or (ready[0][1] if ready else None)
+            if name is None:
+                raise NotReady("no model is ready to serve", models=self.statuses())
+        return self._ready(name, "any")
 
     def _ready(self, name: str | None, task: str) -> tuple[str, Engine]:
         if name is None:

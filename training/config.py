@@ -65,6 +65,8 @@ class TrainerConfig:
     patience: int = 3
     """EarlyStopping patience, in validation runs, on val_acc."""
     gradient_clip_val: float = 1.0
+    checkpoint_every_n_steps: int | None = 100
+    """Write checkpoints/last.ckpt every this many optimizer steps, mid-epoch too (None = after each validation)."""
     threads: int | None = None
     """torch intra-op threads (None = torch default)."""
 
@@ -76,6 +78,8 @@ class OutputConfig:
     runs_dir: str = "runs"
     resume: bool = True
     """Resume from runs/<name>/checkpoints/last.ckpt when it exists."""
+    int8: bool = True
+    """Classifiers: also export model.int8.onnx (dynamic int8), its test accuracy in the manifest."""
 
 
 @dataclass
@@ -116,4 +120,4 @@ class LMModelConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 100
     onnx: bool = True
-    """Export the ONNX KV-cache decoder beside the HF folder."""
+    """Export the ONNX graphs (KV-cache decoder, attention graph) beside the HF folder."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.3"
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "models" / "manifest.json.schema"
 MANIFEST = "manifest.json"
 

@@ -6,6 +6,8 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from app.backends.generation.scheduler import Schedulers
+from app.batching import Batcher
 from app.core.config import Settings
 from app.core.errors import NotReady
 from app.inference import InferenceRunner
@@ -27,6 +29,16 @@ def get_runner(request: Request) -> InferenceRunner:
     return cast(InferenceRunner, request.app.state.runner)
 
 
+def get_batcher(request: Request) -> Batcher:
+    return cast(Batcher, request.app.state.batcher)
+
+
+def get_schedulers(request: Request) -> Schedulers:
+    return cast(Schedulers, request.app.state.schedulers)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 RunnerDep = Annotated[InferenceRunner, Depends(get_runner)]
+SchedulersDep = Annotated[Schedulers, Depends(get_schedulers)]
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]

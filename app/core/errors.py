@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from app.core.logging import REQUEST_ID_HEADER, request_id_of
 
@@ -68,6 +70,12 @@ class TimedOut(ServiceError):
     status, code = 504, "timeout"
 
 
+class ReloadFailed(ServiceError):
+    """A hot reload could not load the new version; the old one keeps serving."""
+
+    status, code = 409, "reload_failed"
+
+
 def error_body(request: Request, code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, "code": code, "request_id": request_id_of(request), **extra}
 
@@ -93,6 +101,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                      error_body(request, InvalidInput.code, f"invalid request: {summary}", detail=detail))
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Routing and body-parsing errors (404, 405, 400 for a body that is not UTF-8) in the same JSON shape."""
+    assert isinstance(exc, HTTPException)
+    phrase = next((status.phrase for status in HTTPStatus if status == exc.status_code), "HTTP error")
+    code = phrase.lower().replace(" ", "_")
+    return _response(request, exc.status_code, error_body(request, code, str(exc.detail)), dict(exc.headers or {}))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s on %s %s (request_id=%s)", type(exc).__name__, request.method, request.url.path,
               request_id_of(request), exc_info=exc)
@@ -102,4 +118,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -33,6 +33,7 @@ class ModelInfo(BaseModel):
     backend: str | None = None
     device: str | None = None
     version: str | None = Field(None, description="The artifact's created_at (it identifies the export).")
+    manifest_sha256: str | None = Field(None, description="sha256 of the manifest.json being served.")
     schema_version: str | None = None
     labels: list[str] = Field(default_factory=list)
     max_length: int | None = Field(None, description="Tokens read per text; longer texts are truncated.")
@@ -76,9 +77,23 @@ class ClassificationPrediction(BaseModel):
     scores: dict[str, float] = Field(description="Probability of every label (sums to 1).")
 
 
-# A union tagged by `type`; text-generation models will add a next-token variant.
-AttentionPrediction = Annotated[ClassificationPrediction, Field(description="The model's prediction for the "
-                                                                            "text, tagged by `type`.")]
+class NextTokenCandidate(BaseModel):
+    id: int = Field(description="Token id.")
+    token: str = Field(description="The token as the vocabulary spells it (e.g. `Ġsea` for a byte-level BPE).")
+    text: str = Field(description="The token decoded on its own (e.g. ` sea`).")
+    probability: float = Field(ge=0, le=1, description="Its probability as the next token (softmax of the "
+                                                        "logits, no sampling settings applied).")
+
+
+class NextTokenPrediction(BaseModel):
+    type: Literal["next_token"] = Field("next_token", description="Variant tag of the prediction.")
+    top_k: list[NextTokenCandidate] = Field(description="The most probable next tokens after the text, most "
+                                                        "probable first (5).")
+
+
+# A union tagged by `type`: classifiers answer `classification`, text generators `next_token`.
+AttentionPrediction = Annotated[ClassificationPrediction | NextTokenPrediction, Field(
+    discriminator="type", description="The model's prediction for the text, tagged by `type`.")]
 
 
 class AttentionResponse(BaseModel):
@@ -88,6 +103,12 @@ class AttentionResponse(BaseModel):
         "attentions": [[[[0.5, 0.2, 0.3], [0.1, 0.8, 0.1], [0.4, 0.1, 0.5]]]],
         "prediction": {"type": "classification", "label": "positive", "score": 0.98,
                        "scores": {"negative": 0.02, "positive": 0.98}},
+    }, {
+        "model": "gpt2-quick", "backend": "onnx", "tokens": ["The", "Ġsea"], "num_layers": 4, "num_heads": 4,
+        "layers": [3], "heads": [0], "aggregate": "none", "attentions": [[[[1.0, 0.0], [0.35, 0.65]]]],
+        "prediction": {"type": "next_token", "top_k": [
+            {"id": 11, "token": ",", "text": ",", "probability": 0.21},
+            {"id": 7, "token": "Ġwas", "text": " was", "probability": 0.06}]},
     }]})
 
     model: str = Field(description="The model that answered.")

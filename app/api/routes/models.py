@@ -18,6 +18,7 @@ def describe(entry: ModelEntry, backend_kind: str) -> ModelInfo:
         info.task, info.labels = entry.artifact.task, entry.artifact.labels
         info.max_length = entry.artifact.max_length
         info.version, info.schema_version = manifest.get("created_at"), manifest.get("schema_version")
+        info.manifest_sha256 = entry.artifact.manifest_sha256
         info.metrics = dict(manifest.get("metrics", {}))
     if entry.backend is not None:
         runtime = entry.backend.info
