@@ -14,26 +14,26 @@ from app.inference import InferenceRunner
 from app.registry import Registry
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry = getattr(request.app.state, "registry", None)
     if registry is None:
         raise NotReady("the service is starting")
     return cast(Registry, registry)
 
 
-def get_runner(request: Request) -> InferenceRunner:
+async def get_runner(request: Request) -> InferenceRunner:
     return cast(InferenceRunner, request.app.state.runner)
 
 
-def get_batcher(request: Request) -> Batcher:
+async def get_batcher(request: Request) -> Batcher:
     return cast(Batcher, request.app.state.batcher)
 
 
-def get_schedulers(request: Request) -> Schedulers:
+async def get_schedulers(request: Request) -> Schedulers:
     return cast(Schedulers, request.app.state.schedulers)
 
 
