@@ -41,10 +41,11 @@ class TorchBackend(Backend):
             _set_cpu_threads(self.threads)
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped upstream
         model = AutoModelForSequenceClassification.from_pretrained(
-            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True)
+            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True, use_safetensors=True)
         self.model = model.to(self.device).eval()
         eager = AutoModelForSequenceClassification.from_pretrained(
-            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True, attn_implementation="eager")
+            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True, use_safetensors=True,
+            attn_implementation="eager")
         eager.load_state_dict(self.model.state_dict(), assign=True)
         self.attention_model = eager.to(self.device).eval()
         log.info("%s: torch %s on %s (%s, %d threads)", self.artifact.name, torch.__version__, self.device,

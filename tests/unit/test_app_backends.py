@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from app.artifacts import Artifact, load_schema, open_artifact
 from app.backends import backend_class
@@ -126,3 +130,16 @@ def test_softmax_and_predictions() -> None:
     assert results[2].truncated
     with pytest.raises(ValueError, match="do not match"):
         to_predictions(logits, ["only-one"], [False] * 3)
+
+
+def test_torch_backend_loads_only_safetensors(artifact: Artifact, tmp_path: Path) -> None:
+    """A folder whose weights are a pickle (pytorch_model.bin) is refused, never unpickled."""
+    pickled = dataclasses.replace(artifact, path=tmp_path)
+    hf = pickled.hf_dir
+    shutil.copytree(artifact.hf_dir, hf)
+    weights = hf / "model.safetensors"
+    torch.save(load_file(weights), hf / "pytorch_model.bin")
+    weights.unlink()
+    engine = backend_class("torch")(pickled, "cpu", threads=1)
+    with pytest.raises(OSError, match="safetensors"):
+        engine.load()

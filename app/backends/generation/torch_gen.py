@@ -28,7 +28,7 @@ class TorchGenerator(AttendingGenerator):
             torch.set_num_threads(self.threads)
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped upstream
         model: Any = AutoModelForCausalLM.from_pretrained(
-            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True)
+            self.artifact.hf_dir, dtype=DTYPES[self.dtype], local_files_only=True, use_safetensors=True)
         self.model = model.to(self.device).eval()
         log.info("%s: torch generator on %s (%s)", self.artifact.name, self.device, self.dtype)
 
