@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,25 @@ def make_sentences(n: int, seed: int = 0) -> list[tuple[str, int]]:
         adjective = rng.choice(POSITIVE if label else NEGATIVE)
         rows.append((f"the {rng.choice(['movie', 'film', 'plot', 'story'])} was very {adjective} .", label))
     return rows
+
+
+def train_toy_classifier(base: Path) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer): the tiny BERT at ``base`` trained 20 full-batch steps on the toy task."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}).train()
+    rows = make_sentences(128, seed=5)
+    enc = tokenizer([t for t, _ in rows], padding=True, return_tensors="pt")
+    labels = torch.tensor([label for _, label in rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(20):
+        optimizer.zero_grad()
+        model(**enc, labels=labels).loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
 
 
 def write_tsv(path: Path, rows: list[tuple[str, int]]) -> Path:

@@ -11,10 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.conftest import LABELS, make_sentences, make_tiny_base
+from tests.conftest import LABELS, make_tiny_base, train_toy_classifier
 from training.config import DataConfig, ModelConfig, OutputConfig, TrainerConfig
 from training.distill import DistillConfig, distill
 from training.export import export_classifier
@@ -28,18 +26,8 @@ def teacher_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-layer tiny BERT fine-tuned for a few steps on the toy task, exported as models/tiny-teacher."""
     root = tmp_path_factory.mktemp("distill")
     base = make_tiny_base(root / "base", layers=4)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}).train()
-    rows = make_sentences(128, seed=5)
-    enc = tokenizer([t for t, _ in rows], padding=True, return_tensors="pt")
-    labels = torch.tensor([label for _, label in rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(20):
-        optimizer.zero_grad()
-        model(**enc, labels=labels).loss.backward()
-        optimizer.step()
-    return export_classifier(model.eval(), tokenizer, root / "models", "tiny-teacher", labels=LABELS,
+    model, tokenizer = train_toy_classifier(base)
+    return export_classifier(model, tokenizer, root / "models", "tiny-teacher", labels=LABELS,
                              base_model=str(base), max_length=32, metrics={"test_accuracy": 1.0},
                              training={"note": "toy teacher"})
 

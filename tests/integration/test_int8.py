@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.conftest import LABELS, make_sentences
+from tests.conftest import LABELS, train_toy_classifier
 from tests.integration.conftest import serve
 from training.config import DataConfig
 from training.export import export_classifier
@@ -28,18 +26,8 @@ SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great an
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_data: Path) -> Path:
     """The tiny BERT trained a few steps on the toy task, exported with its int8 variant: models/toy."""
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_base, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}).train()
-    rows = make_sentences(128, seed=5)
-    enc = tokenizer([t for t, _ in rows], padding=True, return_tensors="pt")
-    labels = torch.tensor([label for _, label in rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(20):
-        optimizer.zero_grad()
-        model(**enc, labels=labels).loss.backward()
-        optimizer.step()
-    return export_classifier(model.eval(), tokenizer, tmp_path_factory.mktemp("int8") / "models", "toy",
+    model, tokenizer = train_toy_classifier(tiny_base)
+    return export_classifier(model, tokenizer, tmp_path_factory.mktemp("int8") / "models", "toy",
                              labels=LABELS, base_model=str(tiny_base), max_length=32,
                              metrics={"test_accuracy": 1.0}, training={"note": "toy"},
                              int8=DataConfig(data_dir=str(tiny_data)))
