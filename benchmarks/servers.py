@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -33,26 +33,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants (shared pages counted once per process)."""
+def _tree_sum(process: psutil.Process, read: Callable[[psutil.Process], int]) -> int:
+    """``read`` summed over a process and all its descendants (processes that vanish count 0)."""
     total = 0
     for proc in [process, *process.children(recursive=True)]:
         try:
-            total += proc.memory_info().rss
+            total += read(proc)
         except psutil.Error:
             continue
     return total
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process tree (shared pages counted once per process)."""
+    return _tree_sum(process, lambda proc: int(proc.memory_info().rss))
 
 
 def tree_pss(process: psutil.Process) -> int:
     """Proportional set size of a process tree: shared pages split between the processes sharing them."""
-    total = 0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            total += proc.memory_full_info().pss
-        except psutil.Error:
-            continue
-    return total
+    return _tree_sum(process, lambda proc: int(proc.memory_full_info().pss))
 
 
 class RssSampler(threading.Thread):
