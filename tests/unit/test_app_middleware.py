@@ -74,7 +74,9 @@ def test_body_at_the_limit_passes(client: TestClient) -> None:
 
 
 def test_content_length_over_the_limit_is_refused_at_once(client: TestClient) -> None:
-    assert_413(client.post("/echo", content=b"x" * (LIMIT + 1), headers={"X-Request-ID": "big-1"}))
+    response = client.post("/echo", content=b"x" * (LIMIT + 1), headers={"X-Request-ID": "big-1"})
+    assert response.request.headers["content-length"] == str(LIMIT + 1)
+    assert_413(response)
 
 
 @pytest.mark.parametrize("path", ["/echo", "/notes"])
