@@ -1,17 +1,20 @@
 """Dynamic batching for classification: texts that arrive within a short window share one model call.
 
 Each request (1..n texts) joins the lane of the backend *object* it was routed to (a hot-reloaded model
-gets a new lane, never a batch mixed with its predecessor). When the inference slot is free, the oldest
-lane waits until ``max_batch_size`` texts are waiting or its oldest request has waited ``wait_s``, then a
-round of at most ``max_batch_size`` texts is taken one text per request in turn (a request with many texts
-cannot hold back a single-text request for more than one round), split into calls of similar length
-(`length_groups`) and run in a worker thread, shortest call first; each prediction goes back to its
-request in input order.
+gets a new lane, never a batch mixed with its predecessor). The oldest lane waits until ``max_batch_size``
+texts are waiting or its oldest request has waited ``wait_s``; then, once one of the runner's inference slots
+is free, a round is taken one text per request in turn (a request with many texts cannot hold back a
+single-text request for more than one round): at most ``max_batch_size`` texts, and no more than its share
+when other slots are free too, so that waiting texts spread over every idle slot (``APP_MAX_CONCURRENCY``
+rounds run at once, each with ``APP_THREADS`` threads). A round is split into calls of similar length
+(`length_groups`) run in a worker thread, shortest call first; each prediction goes back to its request in
+input order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -93,7 +96,7 @@ class Batcher:
         self._lanes: dict[Backend, _Lane] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._busy = False
+        self._rounds: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, limiter: anyio.CapacityLimiter) -> Batcher:
@@ -110,10 +113,11 @@ class Batcher:
 
     async def stop(self) -> None:
         """Stop scheduling; requests still waiting fail with 503."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._rounds]:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         for lane in list(self._lanes.values()):
             for request in list(lane.requests):
                 self._fail(request, NotReady("the service is shutting down"))
@@ -124,7 +128,7 @@ class Batcher:
         if not texts:
             return []
         waiting = self.waiting
-        if waiting >= self.max_queue and (waiting or self._busy):
+        if waiting >= self.max_queue and (waiting or self._rounds):
             raise Overloaded(f"{waiting} requests already wait for inference; retry later",
                              headers={"Retry-After": "1"})
         lane = self._lanes.get(backend)
@@ -148,19 +152,28 @@ class Batcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            async with self.limiter:
-                lane = await self._ready_lane()
-                if lane is not None:
-                    self._busy = True
-                    try:
-                        await self._run_round(lane)
-                    finally:
-                        self._busy = False
+            if await self._ready_lane() is None:
+                continue
+            slot = object()
+            await self.limiter.acquire_on_behalf_of(slot)
+            lane = self._oldest_lane()
+            if lane is None:  # its requests timed out or were cancelled while every slot was busy
+                self.limiter.release_on_behalf_of(slot)
+                continue
+            share = math.ceil(lane.waiting_texts() / (1 + int(self.limiter.available_tokens)))
+            items = self._take_round(lane, min(self.max_batch_size, share))
+            task = asyncio.get_running_loop().create_task(self._run_round(lane, items, slot), name="batch")
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+
+    def _oldest_lane(self) -> _Lane | None:
+        if not self._lanes:
+            return None
+        return min(self._lanes.values(), key=lambda candidate: candidate.requests[0].arrived)
 
     async def _ready_lane(self) -> _Lane | None:
         """The lane of the oldest request, once it has a full batch or its oldest request waited ``wait_s``."""
-        while self._lanes:
-            lane = min(self._lanes.values(), key=lambda candidate: candidate.requests[0].arrived)
+        while (lane := self._oldest_lane()) is not None:
             delay = lane.requests[0].arrived + self.wait_s - time.monotonic()
             if delay <= 0 or lane.waiting_texts() >= self.max_batch_size:
                 return lane
@@ -169,12 +182,12 @@ class Batcher:
                 await asyncio.wait_for(self._wake.wait(), delay)
         return None
 
-    def _take_round(self, lane: _Lane) -> list[tuple[_Request, int]]:
-        """Up to ``max_batch_size`` texts, one per request in turn, oldest request first."""
+    def _take_round(self, lane: _Lane, size: int) -> list[tuple[_Request, int]]:
+        """Up to ``size`` texts, one per request in turn, oldest request first."""
         items: list[tuple[_Request, int]] = []
-        while lane.requests and len(items) < self.max_batch_size:
+        while lane.requests and len(items) < size:
             for request in list(lane.requests):
-                if len(items) == self.max_batch_size:
+                if len(items) == size:
                     break
                 items.append((request, request.scheduled))
                 request.scheduled += 1
@@ -183,24 +196,29 @@ class Batcher:
         self._report(lane)
         return items
 
-    async def _run_round(self, lane: _Lane) -> None:
-        items = self._take_round(lane)
-        for group in length_groups([len(r.texts[i]) for r, i in items], self.max_batch_size):
-            batch = [items[k] for k in group if not items[k][0].future.done()]
-            if not batch:
-                continue
-            BATCH_SIZE.labels(model=lane.name).observe(len(batch))
-            try:
-                predictions = await anyio.to_thread.run_sync(lane.backend.classify, [r.texts[i] for r, i in batch])
-            except Exception as exc:
-                for request, _ in batch:
-                    self._fail(request, exc)
-                continue
-            for (request, index), prediction in zip(batch, predictions, strict=True):
-                request.results[index] = prediction
-                request.answered += 1
-                if request.answered == len(request.texts) and not request.future.done():
-                    request.future.set_result([p for p in request.results if p is not None])
+    async def _run_round(self, lane: _Lane, items: list[tuple[_Request, int]], slot: object) -> None:
+        """The calls of one round, holding the inference ``slot`` taken for it."""
+        try:
+            for group in length_groups([len(r.texts[i]) for r, i in items], self.max_batch_size):
+                await self._run_call(lane, [items[k] for k in group if not items[k][0].future.done()])
+        finally:
+            self.limiter.release_on_behalf_of(slot)
+
+    async def _run_call(self, lane: _Lane, batch: list[tuple[_Request, int]]) -> None:
+        if not batch:
+            return
+        BATCH_SIZE.labels(model=lane.name).observe(len(batch))
+        try:
+            predictions = await anyio.to_thread.run_sync(lane.backend.classify, [r.texts[i] for r, i in batch])
+        except Exception as exc:
+            for request, _ in batch:
+                self._fail(request, exc)
+            return
+        for (request, index), prediction in zip(batch, predictions, strict=True):
+            request.results[index] = prediction
+            request.answered += 1
+            if request.answered == len(request.texts) and not request.future.done():
+                request.future.set_result([p for p in request.results if p is not None])
 
     def _fail(self, request: _Request, exc: BaseException) -> None:
         if not request.future.done():

@@ -94,10 +94,18 @@ def start(config: Config, args: argparse.Namespace, models: Path | None) -> Abst
         script = REPO / "benchmarks" / "baselines" / BASELINE_SCRIPTS[config.config]
         argv = [sys.executable, str(script), "--model", str(args.models_dir / config.artifact / "hf"),
                 "--port", str(port), "--threads", str(args.threads), "--device", args.device]
+        if config.config == "litserve" and args.litserve_workers > 1:
+            argv += ["--workers", str(args.litserve_workers), "--threads", str(args.threads // args.litserve_workers)]
         return serve(config.config, argv, {"TOKENIZERS_PARALLELISM": "false"}, port, "/health")
     assert models is not None
-    env = app_env(models, port, config.backend, args.threads, {"APP_DEVICE": args.device, **args.server_env})
-    return serve(config.config, app_argv(), env, port, "/health/ready")
+    return serve(config.config, app_argv(), server_env(models, port, config.backend, args), port, "/health/ready")
+
+
+def server_env(models: Path, port: int, backend: str, args: argparse.Namespace) -> dict[str, str]:
+    """`python -m app` with the same CPU threads as the baselines: --app-concurrency inferences at once, the
+    threads divided among them."""
+    extra = {"APP_DEVICE": args.device, "APP_MAX_CONCURRENCY": str(args.app_concurrency), **args.server_env}
+    return app_env(models, port, backend, max(1, args.threads // args.app_concurrency), extra)
 
 
 def bodies(config: Config, texts: list[str]) -> list[dict[str, Any]]:
@@ -135,8 +143,7 @@ def load_rows(server: Server, config: Config, texts: list[str], args: argparse.N
 def memory_row(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     """`python -m app` with every model of --models-dir: RSS ready, then under load on each model, then after."""
     port = free_port()
-    env = app_env(args.models_dir.resolve(), port, args.memory_backend, args.threads,
-                  {"APP_DEVICE": args.device, **args.server_env})
+    env = server_env(args.models_dir.resolve(), port, args.memory_backend, args)
     with serve("memory", app_argv(), env, port, "/health/ready") as server:
         models = [m for m in httpx.get(f"{server.url}/v1/models", timeout=30).json()["models"]
                   if m["status"] == "ready"]
@@ -171,7 +178,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=5, help="warm-up seconds per concurrency (not measured)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="inference threads of every server (APP_THREADS, torch.set_num_threads)")
+                        help="CPU threads each server may use for inference (torch.set_num_threads of the "
+                             "baselines; APP_THREADS x APP_MAX_CONCURRENCY of this server)")
+    parser.add_argument("--app-concurrency", type=int, default=min(2, len(os.sched_getaffinity(0))),
+                        help="APP_MAX_CONCURRENCY of this server (its default): rounds run at once")
+    parser.add_argument("--litserve-workers", type=int, default=1,
+                        help="LitServe inference workers (workers_per_device), the threads divided among them")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for every server")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra environment of `python -m app` (e.g. APP_TORCH_DTYPE=bf16)")
@@ -217,7 +229,9 @@ def main() -> None:
     teacher_acc = next((c.accuracy for c in configs if c.config == "app-onnx-teacher"), None)
     checks = check_targets(rows, reference, teacher_acc, memory)
     setup = (f"{len(texts)} SST-2 test sentences, one per request, wrk -t{args.wrk_threads} closed loop, "
-             f"{args.warmup:g}s warm-up + {args.duration:g}s per concurrency, {args.threads} inference thread(s), "
+             f"{args.warmup:g}s warm-up + {args.duration:g}s per concurrency, {args.threads} inference thread(s) "
+             f"per server (this server: {args.app_concurrency} at once x {max(1, args.threads // args.app_concurrency)}"
+             " thread(s)), "
              f"device {args.device}; client CPU = wrk's user+sys seconds in the measured run; RSS = the server's "
              "process tree summed (LitServe runs several processes: shared pages count in each), PSS splits them")
     parts = [setup, serving_markdown(rows), targets_markdown(checks), "\n".join(f"- {n}" for n in notes)]

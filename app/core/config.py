@@ -51,7 +51,10 @@ class Settings(BaseSettings):
                                       "longer texts are rejected with 422 (payloads grow as layers*heads*tokens^2).")
     max_new_tokens: int = Field(256, ge=1, le=32_768,
                                 description="Most tokens one /v1/generate or /v1/completions request may ask for.")
-    max_concurrency: int = Field(1, ge=1, le=64, description="Inferences run at the same time (thread pool).")
+    max_concurrency: int = Field(
+        default_factory=lambda: min(2, len(os.sched_getaffinity(0))), ge=1, le=64,
+        description="Inferences run at the same time (classification rounds, attention); default 2 (1 on one "
+                    "CPU): two single-threaded rounds beat one two-threaded round on small models.")
     max_queue: int = Field(64, ge=0, le=10_000,
                            description="Requests allowed to wait for an inference slot; beyond it: 429.")
     request_timeout_s: float = Field(

@@ -2,8 +2,9 @@
 
     python benchmarks/baselines/litserve_server.py --model models/sentiment-minilm/hf --port 8002
 
-One inference worker, `max_batch_size` 32 and a short `batch_timeout`: requests arriving together are
-padded into one batch. `POST /v1/sentiment {"text": ...}`, `GET /health` (200 once the worker is up).
+One inference worker by default (`--workers`), `max_batch_size` 32 and a short `batch_timeout`: requests
+arriving together are padded into one batch. `POST /v1/sentiment {"text": ...}`, `GET /health` (200 once the
+worker is up).
 No `from __future__ import annotations`: LitServe reads `decode_request`'s annotation as the body type.
 """
 
@@ -53,12 +54,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8002)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="inference worker processes (workers_per_device)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout", type=float, default=0.005, help="seconds to wait for a fuller batch")
     args = parser.parse_args()
     api = SentimentAPI(args.model, args.threads, max_batch_size=args.max_batch_size,
                        batch_timeout=args.batch_timeout, api_path="/v1/sentiment")
-    server = ls.LitServer(api, accelerator=args.device, devices=1, workers_per_device=1)
+    server = ls.LitServer(api, accelerator=args.device, devices=1, workers_per_device=args.workers)
     server.run(host="127.0.0.1", port=args.port, num_api_servers=1, log_level="warning",
                generate_client_file=False)
 

@@ -216,3 +216,49 @@ def test_batches_are_keyed_by_backend_object_and_recorded() -> None:
         assert REGISTRY.get_sample_value("app_queue_depth", {"queue": "batcher:keyed"}) == 0
 
     anyio.run(main)
+
+
+def test_idle_slots_share_the_waiting_texts_and_run_together() -> None:
+    async def main() -> None:
+        gate = threading.Event()
+        backend = Echo(gate)
+        running = 0
+        overlap = 0
+        lock = threading.Lock()
+        classify = backend.classify
+
+        def counting(texts: Sequence[str]) -> list[Prediction]:
+            nonlocal running, overlap
+            with lock:
+                running += 1
+                overlap = max(overlap, running)
+            try:
+                return classify(texts)
+            finally:
+                with lock:
+                    running -= 1
+
+        backend.classify = counting  # type: ignore[method-assign]
+        async with batcher(limiter=anyio.CapacityLimiter(2), wait_s=0.05) as b, anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(b.classify, "m", backend, [f"t{i}"])
+            while len(backend.calls) < 2:
+                await anyio.sleep(0.01)
+            gate.set()
+        assert overlap == 2
+        assert sorted(len(call) for call in backend.calls) == [4, 4], backend.calls
+
+    anyio.run(main)
+
+
+def test_no_slot_is_held_while_a_batch_waits_for_company() -> None:
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(1)
+        backend = Echo()
+        async with batcher(limiter=limiter, wait_s=0.3) as b, anyio.create_task_group() as tg:
+            tg.start_soon(b.classify, "m", backend, ["alone"])
+            await anyio.sleep(0.1)
+            assert limiter.available_tokens == 1 and backend.calls == []  # an attention request could run now
+        assert backend.calls == [["alone"]] and limiter.available_tokens == 1
+
+    anyio.run(main)

@@ -34,6 +34,8 @@ def test_io_binding_gives_the_same_logits(tiny_artifact: Path) -> None:
 def test_threads_default_to_the_cpus_shared_by_concurrent_inferences(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APP_THREADS", raising=False)
     cpus = len(os.sched_getaffinity(0))
-    assert Settings(_env_file=None).threads == cpus
+    assert Settings(_env_file=None).max_concurrency == min(2, cpus)
+    assert Settings(_env_file=None).threads == max(1, cpus // min(2, cpus))
+    assert Settings(_env_file=None, max_concurrency=1).threads == cpus
     assert Settings(_env_file=None, max_concurrency=2).threads == max(1, cpus // 2)
     assert Settings(_env_file=None, max_concurrency=2, threads=5).threads == 5
