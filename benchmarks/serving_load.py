@@ -92,10 +92,11 @@ def start(config: Config, args: argparse.Namespace, models: Path | None) -> Abst
     port = free_port()
     if config.config in BASELINE_SCRIPTS:
         script = REPO / "benchmarks" / "baselines" / BASELINE_SCRIPTS[config.config]
+        workers = args.litserve_workers if config.config == "litserve" else 1
         argv = [sys.executable, str(script), "--model", str(args.models_dir / config.artifact / "hf"),
-                "--port", str(port), "--threads", str(args.threads), "--device", args.device]
-        if config.config == "litserve" and args.litserve_workers > 1:
-            argv += ["--workers", str(args.litserve_workers), "--threads", str(args.threads // args.litserve_workers)]
+                "--port", str(port), "--threads", str(max(1, args.threads // workers)), "--device", args.device]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         return serve(config.config, argv, {"TOKENIZERS_PARALLELISM": "false"}, port, "/health")
     assert models is not None
     return serve(config.config, app_argv(), server_env(models, port, config.backend, args), port, "/health/ready")
@@ -105,7 +106,7 @@ def server_env(models: Path, port: int, backend: str, args: argparse.Namespace) 
     """`python -m app` with the same CPU threads as the baselines: --app-concurrency inferences at once, the
     threads divided among them."""
     extra = {"APP_DEVICE": args.device, "APP_MAX_CONCURRENCY": str(args.app_concurrency), **args.server_env}
-    return app_env(models, port, backend, max(1, args.threads // args.app_concurrency), extra)
+    return app_env(models, port, backend, args.app_threads, extra)
 
 
 def bodies(config: Config, texts: list[str]) -> list[dict[str, Any]]:
@@ -196,6 +197,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    args.app_threads = max(1, args.threads // args.app_concurrency)
     return args
 
 
@@ -230,8 +232,7 @@ def main() -> None:
     checks = check_targets(rows, reference, teacher_acc, memory)
     setup = (f"{len(texts)} SST-2 test sentences, one per request, wrk -t{args.wrk_threads} closed loop, "
              f"{args.warmup:g}s warm-up + {args.duration:g}s per concurrency, {args.threads} inference thread(s) "
-             f"per server (this server: {args.app_concurrency} at once x {max(1, args.threads // args.app_concurrency)}"
-             " thread(s)), "
+             f"per server (this server: {args.app_concurrency} at once x {args.app_threads} thread(s)), "
              f"device {args.device}; client CPU = wrk's user+sys seconds in the measured run; RSS = the server's "
              "process tree summed (LitServe runs several processes: shared pages count in each), PSS splits them")
     parts = [setup, serving_markdown(rows), targets_markdown(checks), "\n".join(f"- {n}" for n in notes)]
