@@ -201,6 +201,10 @@ class Batcher:
         try:
             for group in length_groups([len(r.texts[i]) for r, i in items], self.max_batch_size):
                 await self._run_call(lane, [items[k] for k in group if not items[k][0].future.done()])
+        except asyncio.CancelledError:  # stop(): its requests get 503, not a wait until their timeout
+            for request, _ in items:
+                self._fail(request, NotReady("the service is shutting down"))
+            raise
         finally:
             self.limiter.release_on_behalf_of(slot)
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from app.backends.text import Prediction
 from app.batching import Batcher, length_groups
-from app.core.errors import Overloaded, TimedOut
+from app.core.errors import NotReady, Overloaded, TimedOut
 
 
 class Echo:
@@ -260,5 +260,30 @@ def test_no_slot_is_held_while_a_batch_waits_for_company() -> None:
             await anyio.sleep(0.1)
             assert limiter.available_tokens == 1 and backend.calls == []  # an attention request could run now
         assert backend.calls == [["alone"]] and limiter.available_tokens == 1
+
+    anyio.run(main)
+
+
+def test_stop_fails_the_requests_of_a_round_in_flight_with_503() -> None:
+    async def main() -> None:
+        gate = threading.Event()
+        backend = Echo(gate)
+        b = Batcher(anyio.CapacityLimiter(1), max_batch_size=32, wait_s=0, max_queue=64, timeout_s=10.0)
+        b.start()
+        outcome: list[BaseException] = []
+
+        async def send() -> None:
+            try:
+                await b.classify("m", backend, ["in flight"])
+            except NotReady as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            await wait_called(backend)
+            tg.start_soon(b.stop)
+            await anyio.sleep(0.05)
+            gate.set()
+        assert [str(e) for e in outcome] == ["the service is shutting down"]
 
     anyio.run(main)
