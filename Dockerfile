@@ -19,8 +19,9 @@ WORKDIR /srv/app
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY training ./training
-COPY models/manifest.json.schema models/README.md ./models/
-# Editable install: training/ and app/ find models/manifest.json.schema next to their sources.
+COPY contract ./contract
+COPY models/README.md ./models/
+# Editable install: app/ and training/ share the artifact contract (contract/, its schema as package data).
 RUN case "${VARIANT}" in \
       cpu) pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}" \
            && pip install -e ".[cpu]" ;; \
@@ -50,7 +51,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HOME=/tmp/hf \
     MPLCONFIGDIR=/tmp/matplotlib \
     APP_MODELS_DIR=/models \
-    APP_MANIFEST_SCHEMA=/srv/app/models/manifest.json.schema \
     APP_HOST=0.0.0.0 \
     APP_PORT=8000
 WORKDIR /srv/app

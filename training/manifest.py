@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 
 SCHEMA_VERSION = "1.3"
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "models" / "manifest.json.schema"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "contract" / "manifest.schema.json"
 MANIFEST = "manifest.json"
 
 

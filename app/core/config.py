@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "APP_"
-REPO_SCHEMA = Path(__file__).resolve().parents[2] / "models" / "manifest.json.schema"
+REPO_SCHEMA = Path(__file__).resolve().parents[2] / "contract" / "manifest.schema.json"
 SCHEMA_NAME = "manifest.json.schema"
 
 
