@@ -15,9 +15,9 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from app.core.config import SettingsError, load_settings
-from app.core.logging import setup_logging
+from app.logs import setup_logging
 from app.main import create_app
+from app.settings import SettingsError, load_settings
 
 log = logging.getLogger("app.main")
 

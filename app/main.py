@@ -13,17 +13,26 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.api.routes import admin, attention, completions, generate, health, metrics, models, pages, sentiment
-from app.backends.base import DeviceError
-from app.backends.generation.scheduler import Schedulers
-from app.batching import Batcher
-from app.core.config import Settings, SettingsError, load_settings
-from app.core.errors import install_error_handlers
-from app.core.logging import setup_logging
-from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware, SettingsCORS
-from app.core.security import AUTH_ERRORS, DocsGate, KeyRing, require_api_key
-from app.inference import InferenceRunner
-from app.registry import Registry
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, SettingsCORS
+from app.api.routes import (
+    admin,
+    attention,
+    completions,
+    embeddings,
+    generate,
+    health,
+    metrics,
+    models,
+    pages,
+    sentiment,
+)
+from app.api.security import AUTH_ERRORS, DocsGate, KeyRing, require_api_key
+from app.core.registry import Registry
+from app.core.service import Service
+from app.logs import setup_logging
+from app.runtimes import DeviceError
+from app.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app.main")
 
@@ -65,17 +74,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except (DeviceError, SettingsError) as exc:
         log.error("start aborted: %s", exc)
         raise
-    app.state.registry = registry
-    app.state.runner = runner = InferenceRunner(settings.max_concurrency, settings.max_queue)
-    app.state.batcher = batcher = Batcher.from_settings(settings, runner.limiter)
-    batcher.start()
-    app.state.schedulers = schedulers = Schedulers(settings.max_batch_sequences, settings.max_queue)
+    app.state.service = service = Service(settings, registry)
+    service.start()
     warm_up = asyncio.create_task(_warm_up(registry, started))
     yield
-    await batcher.stop()
+    await service.close()
     with suppress(asyncio.CancelledError):
         await warm_up
-    await anyio.to_thread.run_sync(schedulers.close, settings.request_timeout_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DocsGate)
     app.add_middleware(SettingsCORS)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids, access log and metrics see everything
-    for module in (sentiment, attention, generate, completions, models):
+    for module in (sentiment, attention, generate, completions, embeddings, models):
         app.include_router(module.router, dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS)
     for module in (health, pages, metrics, admin):
         app.include_router(module.router)

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.artifacts import discover, load_schema, open_artifact
-from app.backends.generation import generator_class
-from app.backends.generation.base import GenerationParams
-from app.backends.generation.sampling import SamplingParams
-from app.core.config import REPO_SCHEMA
+from app.runtimes import create_runtime
+from app.tasks import TASKS
+from app.tasks.generation.generator import GenerationParams
+from app.tasks.generation.sampling import SamplingParams
+from contract import discover, load_schema, open_artifact
 
 PROMPT = "It was a cold morning when the ship left the harbour, and the captain"
 RESULTS = Path(__file__).resolve().parent / "results" / "generation_speed.json"
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    schema = load_schema(REPO_SCHEMA)
+    schema = load_schema()
     rows = []
     for folder in discover(args.models_dir):
         artifact = open_artifact(folder, schema)
@@ -59,7 +59,7 @@ def main() -> None:
         for kind in ("torch", "onnx"):
             if kind == "onnx" and "onnx" not in artifact.manifest:
                 continue
-            generator = generator_class(kind)(artifact, "cpu", args.threads)
+            generator = TASKS[artifact.task].create(artifact, create_runtime(kind, "cpu", args.threads))
             generator.load()
             generator.warmup()
             rows.append({"model": artifact.name, "backend": kind, "threads": args.threads,

@@ -5,18 +5,17 @@ other. The JSON schema ships as package data (``manifest.schema.json``); `SCHEMA
 and readers accept every minor of major `SUPPORTED_MAJOR`.
 """
 
-from contract.hashing import file_table, sha256_file
+from contract.hashing import MANIFEST, file_table, sha256_file
 from contract.reading import Artifact, ArtifactError, discover, load_schema, open_artifact, read_manifest, verify_files
 from contract.tasks import (
     GENERATION,
     LEGACY_CLASSIFICATION,
     SENTENCE_EMBEDDING,
-    TEXT_CLASSIFICATION,
     TASKS,
+    TEXT_CLASSIFICATION,
     canonical_task,
 )
 from contract.writing import (
-    MANIFEST,
     SCHEMA_PATH,
     SCHEMA_VERSION,
     SUPPORTED_MAJOR,

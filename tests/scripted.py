@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from app.artifacts import Artifact
-from app.backends.generation.base import Generator
-from app.backends.generation.cache import KVCache
+from app.runtimes import create_runtime
+from app.tasks.generation.cache import KVCache
+from app.tasks.generation.generator import Generator
+from contract import Artifact
 
 
 class Scripted(Generator):
@@ -20,13 +20,12 @@ class Scripted(Generator):
     script is followed from its start); a word-level tokenizer (decoded words joined by spaces). Records the
     rows of every decode step and sleeps ``delay`` seconds in each."""
 
-    kind = "scripted"
     WORDS = ("<eos>", "a", "b", "stop", "c")
 
     def __init__(self, script: list[int], context: int = 64, delay: float = 0.0) -> None:
         manifest = {"name": "s", "task": "text-generation", "max_length": context, "hf_dir": "hf",
                     "generation": {"context_length": context, "eos_token_id": 0}}
-        super().__init__(Artifact(path=Path("."), manifest=manifest), "cpu", 1)
+        super().__init__(Artifact(path=Path("."), manifest=manifest), create_runtime("onnx", "cpu", 1))
         self.script = script
         self.delay = delay
         self.steps: list[int] = []
@@ -52,6 +51,3 @@ class Scripted(Generator):
         time.sleep(self.delay)
         cache.advance([], cache.step_inputs()[0])
         return self._logits(cache.positions)
-
-    def _runtime_info(self) -> dict[str, Any]:
-        return {}

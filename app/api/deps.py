@@ -6,39 +6,27 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from app.backends.generation.scheduler import Schedulers
-from app.batching import Batcher
-from app.core.config import Settings
-from app.core.errors import NotReady
-from app.inference import InferenceRunner
-from app.registry import Registry
+from app.core.registry import Registry
+from app.core.service import Service
+from app.errors import NotReady
+from app.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-async def get_registry(request: Request) -> Registry:
-    registry = getattr(request.app.state, "registry", None)
-    if registry is None:
+async def get_service(request: Request) -> Service:
+    service = getattr(request.app.state, "service", None)
+    if service is None:
         raise NotReady("the service is starting")
-    return cast(Registry, registry)
+    return cast(Service, service)
 
 
-async def get_runner(request: Request) -> InferenceRunner:
-    return cast(InferenceRunner, request.app.state.runner)
-
-
-async def get_batcher(request: Request) -> Batcher:
-    return cast(Batcher, request.app.state.batcher)
-
-
-async def get_schedulers(request: Request) -> Schedulers:
-    return cast(Schedulers, request.app.state.schedulers)
+async def get_registry(request: Request) -> Registry:
+    return (await get_service(request)).registry
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[Service, Depends(get_service)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-RunnerDep = Annotated[InferenceRunner, Depends(get_runner)]
-SchedulersDep = Annotated[Schedulers, Depends(get_schedulers)]
-BatcherDep = Annotated[Batcher, Depends(get_batcher)]

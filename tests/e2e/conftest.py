@@ -90,13 +90,13 @@ def chromium(profile: Path, *args: str) -> str:
 
 @pytest.fixture
 def server_env() -> Callable[..., dict[str, str]]:
-    """``server_env(models_dir, backend="torch")`` -> environment for a `python -m app` process."""
+    """``server_env(models_dir, runtime="torch")`` -> environment for a `python -m app` process."""
     return app_env
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Callable[..., AbstractContextManager[Server]]:
-    """``with start_server(models_dir, backend="torch") as server:`` -> a ready `Server`."""
+    """``with start_server(models_dir, runtime="torch") as server:`` -> a ready `Server`."""
 
     def start(models_dir: Path, **settings: str) -> AbstractContextManager[Server]:
         return _serve(tmp_path, models_dir, **settings)

@@ -39,11 +39,11 @@ def test_real_server_serves_and_stops_cleanly(tiny_artifact: Path, start_server:
 
 
 def test_invalid_setting_stops_start_with_clear_message(tiny_artifact: Path, server_env: ServerEnv) -> None:
-    env = server_env(tiny_artifact.parent, backend="tensorflow")
+    env = server_env(tiny_artifact.parent, runtime="tensorflow")
     result = subprocess.run([sys.executable, "-m", "app"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2
-    assert "invalid settings: APP_BACKEND='tensorflow'" in result.stderr
+    assert "invalid settings: APP_RUNTIME='tensorflow'" in result.stderr
 
 
 def test_unavailable_cuda_stops_uvicorn_start(tiny_artifact: Path, server_env: ServerEnv) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.core.config import Settings
+from app.core.registry import Registry
 from app.main import create_app
-from app.registry import Registry
+from app.settings import Settings
 
 
 @contextmanager
@@ -20,7 +20,7 @@ def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
     """The app (lifespan run by TestClient) on ``models_dir`` with 1 thread, once warm-up has finished."""
     settings = Settings(_env_file=None, models_dir=models_dir, threads=1, **overrides)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
+        registry: Registry = client.app.state.service.registry  # type: ignore[attr-defined]
         deadline = time.monotonic() + 60
         while not registry.warmed:
             assert time.monotonic() < deadline, "warm-up did not finish"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.registry import Registry
+from app.core.registry import Registry
 from tests.integration.conftest import serve
 
 NAME = "tiny-sentiment"
@@ -42,9 +42,9 @@ def served(client: TestClient, name: str = NAME) -> dict[str, Any]:
 
 def test_reload_swaps_in_the_new_version_while_requests_keep_succeeding(models_dir: Path) -> None:
     with serve(models_dir, admin_api_key="admin-secret") as client:
-        registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
+        registry: Registry = client.app.state.service.registry  # type: ignore[attr-defined]
         before = served(client)
-        _, old_engine = registry.get(NAME)
+        _, old_engine = registry.get(NAME, "text-classification")
         new_sha = edit_manifest(models_dir / NAME, created_at="2030-01-01T00:00:00+00:00")
 
         statuses: list[int] = []
@@ -70,9 +70,9 @@ def test_reload_swaps_in_the_new_version_while_requests_keep_succeeding(models_d
         now = served(client)
         assert (now["version"], now["manifest_sha256"], now["status"]) == (body["version"], new_sha, "ready")
         assert statuses and set(statuses) == {200}
-        _, new_engine = registry.get(NAME)
+        _, new_engine = registry.get(NAME, "text-classification")
         assert new_engine is not old_engine
-        assert old_engine.classify(["an in-flight request"])[0].label in ("negative", "positive")
+        assert old_engine.predict(["an in-flight request"])[0].label in ("negative", "positive")
 
 
 def test_a_refused_version_leaves_the_old_one_serving(models_dir: Path) -> None:

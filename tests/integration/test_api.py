@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.backends.base import DeviceError
-from app.core.config import Settings, SettingsError
+from app.core.registry import Registry
 from app.main import create_app
-from app.registry import Registry
+from app.runtimes import DeviceError
+from app.settings import Settings, SettingsError
 from tests.integration.conftest import serve
 
 SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
@@ -25,7 +25,7 @@ SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great an
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def client(request: pytest.FixtureRequest, tiny_artifact: Path) -> Iterator[TestClient]:
-    with serve(tiny_artifact.parent, backend=request.param, max_batch_texts=8, max_text_chars=300) as c:
+    with serve(tiny_artifact.parent, runtime=request.param, max_batch_texts=8, max_text_chars=300) as c:
         yield c
 
 
@@ -58,7 +58,7 @@ def test_truncated_flag(client: TestClient) -> None:
 def test_backends_agree_through_the_api(tiny_artifact: Path) -> None:
     answers = {}
     for backend in ("onnx", "torch"):
-        with serve(tiny_artifact.parent, backend=backend) as client:
+        with serve(tiny_artifact.parent, runtime=backend) as client:
             answers[backend] = classify(client, texts=SENTENCES)["results"]
     assert [r["label"] for r in answers["onnx"]] == [r["label"] for r in answers["torch"]]
 
@@ -104,8 +104,8 @@ def test_models_and_health(client: TestClient) -> None:
     assert client.get("/health/live").json()["status"] == "alive"
     assert client.get("/health/ready").json() == {"status": "ready", "models": {"tiny-sentiment": "ready"}}
     (model,) = client.get("/v1/models").json()["models"]
-    backend = client.app.state.settings.backend  # type: ignore[attr-defined]
-    assert (model["name"], model["task"], model["status"]) == ("tiny-sentiment", "sentiment", "ready")
+    backend = client.app.state.settings.runtime  # type: ignore[attr-defined]
+    assert (model["name"], model["task"], model["status"]) == ("tiny-sentiment", "text-classification", "ready")
     assert (model["backend"], model["device"]) == (backend, "cpu")
     assert model["metrics"]["test_accuracy"] == 0.5
     assert model["version"] and model["schema_version"].startswith("1.")
@@ -113,9 +113,9 @@ def test_models_and_health(client: TestClient) -> None:
 
 
 def test_unexpected_error_is_generic_500(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
-    backend = registry.entries["tiny-sentiment"].backend
-    monkeypatch.setattr(backend, "classify", lambda texts: 1 / 0)
+    registry: Registry = client.app.state.service.registry  # type: ignore[attr-defined]
+    backend = registry.entries["tiny-sentiment"].model
+    monkeypatch.setattr(backend, "predict", lambda texts: 1 / 0)
     response = client.post("/v1/sentiment", json={"text": "good"}, headers={"X-Request-ID": "req-500"})
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error", "code": "internal_error",

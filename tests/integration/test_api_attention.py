@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.attention import rollout
+from app.tasks.attention import rollout
 from tests.integration.conftest import serve
 
 TEXT = "the movie was very good ."  # 8 tokens with [CLS] and [SEP]
@@ -20,7 +20,7 @@ CAP = 16
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def client(request: pytest.FixtureRequest, tiny_artifact: Path) -> Iterator[TestClient]:
-    with serve(tiny_artifact.parent, backend=request.param, max_attention_tokens=CAP, max_text_chars=300) as c:
+    with serve(tiny_artifact.parent, runtime=request.param, max_attention_tokens=CAP, max_text_chars=300) as c:
         yield c
 
 
@@ -50,7 +50,7 @@ def expect_invalid(response: Any, where: list[str], text: str) -> None:
 def test_full_attention_json(client: TestClient) -> None:
     body = attend(client, text=TEXT)
     assert body["model"] == "tiny-sentiment"
-    assert body["backend"] == client.app.state.settings.backend  # type: ignore[attr-defined]
+    assert body["backend"] == client.app.state.settings.runtime  # type: ignore[attr-defined]
     assert body["tokens"] == ["[CLS]", "the", "movie", "was", "very", "good", ".", "[SEP]"]
     assert (body["num_layers"], body["num_heads"]) == (2, 4)
     assert (body["layers"], body["heads"], body["aggregate"]) == ([0, 1], [0, 1, 2, 3], "none")

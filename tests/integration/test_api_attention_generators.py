@@ -21,7 +21,7 @@ CAP = 12
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def client(request: pytest.FixtureRequest, tiny_lm_artifact: Path) -> Iterator[TestClient]:
-    with serve(tiny_lm_artifact.parent, backend=request.param, max_attention_tokens=CAP) as c:
+    with serve(tiny_lm_artifact.parent, runtime=request.param, max_attention_tokens=CAP) as c:
         yield c
 
 
@@ -88,12 +88,12 @@ def test_default_model_prefers_a_classifier(tiny_artifact: Path, tiny_lm_artifac
 def test_generator_without_attention_graph(tiny_lm_artifact: Path, tmp_path: Path, backend: str,
                                            status: int) -> None:
     without_attention_graph(tiny_lm_artifact, tmp_path)
-    with serve(tmp_path, backend=backend) as client:
+    with serve(tmp_path, runtime=backend) as client:
         generated = client.post("/v1/generate", json={"prompt": TEXT, "max_new_tokens": 2})
         assert generated.status_code == 200, generated.text
         response = client.post("/v1/attention", json={"text": TEXT})
         assert response.status_code == status, response.text
         if status == 422:
             error: dict[str, Any] = response.json()
-            assert "no ONNX attention graph" in error["error"] and "APP_BACKEND=torch" in error["error"]
+            assert "no ONNX attention graph" in error["error"] and "APP_RUNTIME=torch" in error["error"]
             assert error["detail"][0]["loc"] == ["body", "model"]

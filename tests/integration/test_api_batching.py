@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from app.registry import Registry
+from app.core.registry import Registry
 from tests.conftest import make_sentences
 from tests.integration.conftest import serve
 
@@ -21,18 +21,18 @@ def test_concurrent_requests_are_batched_and_answered_in_order(tiny_artifact: Pa
         return REGISTRY.get_sample_value("app_batch_size_count", {"model": "tiny-sentiment"}) or 0.0
 
     with serve(tiny_artifact.parent, batch_wait_ms=20, max_batch_size=16) as client:
-        registry: Registry = client.app.state.registry  # type: ignore[attr-defined]
-        _, backend = registry.get("tiny-sentiment")
+        registry: Registry = client.app.state.service.registry  # type: ignore[attr-defined]
+        _, backend = registry.get("tiny-sentiment", "text-classification")
         before = calls()
         with ThreadPoolExecutor(16) as pool:
             responses = list(pool.map(lambda body: client.post("/v1/sentiment", json=body), bodies))
         model_calls = calls() - before
-        distinct = {round(p.scores["positive"], 6) for p in backend.classify(texts)}
+        distinct = {round(p.scores["positive"], 6) for p in backend.predict(texts)}
         assert len(distinct) > 10  # so that a result routed to the wrong text would show
         for body, response in zip(bodies, responses, strict=True):
             assert response.status_code == 200, response.text
             got = response.json()["results"]
-            expected = backend.classify(body["texts"])
+            expected = backend.predict(body["texts"])
             assert [r["label"] for r in got] == [p.label for p in expected]
             assert [r["scores"]["positive"] for r in got] == pytest.approx(
                 [p.scores["positive"] for p in expected], abs=1e-6)

@@ -18,7 +18,7 @@ PROMPT = "The sea was calm and"
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def client(request: pytest.FixtureRequest, tiny_lm_artifact: Path) -> Iterator[TestClient]:
-    with serve(tiny_lm_artifact.parent, backend=request.param, max_new_tokens=20) as c:
+    with serve(tiny_lm_artifact.parent, runtime=request.param, max_new_tokens=20) as c:
         yield c
 
 

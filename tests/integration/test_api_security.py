@@ -11,7 +11,7 @@ import pytest
 from fastapi import Depends
 from fastapi.testclient import TestClient
 
-from app.core.security import require_admin
+from app.api.security import require_admin
 from tests.integration.conftest import serve
 
 USER, ADMIN = {"Authorization": "Bearer user-key"}, {"X-API-Key": "admin-key"}

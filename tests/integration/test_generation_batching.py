@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import load_schema, open_artifact
-from app.backends.generation import generator_class
-from app.backends.generation.base import Generator
-from app.backends.generation.sampling import SamplingParams
-from app.backends.generation.scheduler import Scheduler
-from app.backends.generation.sequence import Chunk, GenerationParams
-from app.core.config import REPO_SCHEMA
+from app.core.scheduler import Scheduler
+from app.tasks.generation.generator import Generator
+from app.tasks.generation.sampling import SamplingParams
+from app.tasks.generation.sequence import Chunk, GenerationParams
+from contract import load_schema, open_artifact
+from tests.app_helpers import make_model
 from tests.integration.conftest import serve
 
 PROMPTS = ["The sea", "Call me Ishmael. Some years ago, never mind", "whale", "It is a way I have of driving off the",
@@ -51,7 +50,7 @@ def recording(generator: Generator, delay: float = 0.0) -> list[int]:
 
 @pytest.mark.parametrize("kind", ["onnx", "torch"])
 def test_batched_text_is_the_text_alone(tiny_lm_artifact: Path, kind: str) -> None:
-    generator = generator_class(kind)(open_artifact(tiny_lm_artifact, load_schema(REPO_SCHEMA)), "cpu", 1)
+    generator = make_model(open_artifact(tiny_lm_artifact, load_schema()), kind)
     generator.load()
     requests = [(prompt, GenerationParams(max_new_tokens=12 + 3 * i, sampling=GREEDY))
                 for i, prompt in enumerate(PROMPTS)]
@@ -91,9 +90,9 @@ def slow_server(tiny_lm_artifact: Path) -> Iterator[Callable[..., tuple[TestClie
     with contextlib.ExitStack() as stack:
 
         def start(**settings: Any) -> tuple[TestClient, list[int]]:
-            client = stack.enter_context(serve(tiny_lm_artifact.parent, backend="onnx", max_new_tokens=40,
+            client = stack.enter_context(serve(tiny_lm_artifact.parent, runtime="onnx", max_new_tokens=40,
                                                **settings))
-            generator = client.app.state.registry.entries["tiny-gpt2"].backend  # type: ignore[attr-defined]
+            generator = client.app.state.service.registry.entries["tiny-gpt2"].model  # type: ignore[attr-defined]
             return client, recording(generator, delay=0.05)
 
         yield start

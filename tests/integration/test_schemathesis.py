@@ -1,5 +1,5 @@
-"""schemathesis against the app's own OpenAPI, every operation, with a sentiment and a text-generation model
-served: no request, valid or not, may end in a server error (5xx)."""
+"""schemathesis against the app's own OpenAPI, every operation, with a classifier, a text-generation and a
+sentence-embedding model served: no request, valid or not, may end in a server error (5xx)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
-from app.core.config import Settings
 from app.main import create_app
+from app.settings import Settings
 
 ADMIN = {"Authorization": "Bearer fuzz-admin"}  # the admin key also opens the /v1 endpoints
 OPERATIONS = [f"{method.upper()} {path}" for path, methods in create_app().openapi()["paths"].items()
@@ -29,17 +29,17 @@ def warmed_up(app: Any) -> None:
     with asgi.get_client(app) as client:
         assert client.get("/health/live").status_code == 200
     deadline = time.monotonic() + 60
-    while not (registry := app.state.registry).warmed:
+    while not (registry := app.state.service.registry).warmed:
         assert time.monotonic() < deadline, "warm-up did not finish"
         time.sleep(0.02)
     assert set(registry.statuses().values()) == {"ready"}
 
 
 @pytest.fixture(scope="module")
-def api_schema(tiny_artifact: Path, tiny_lm_artifact: Path,
+def api_schema(tiny_artifact: Path, tiny_lm_artifact: Path, tiny_embedding_artifact: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
     models = tmp_path_factory.mktemp("fuzz-models")
-    for artifact in (tiny_artifact, tiny_lm_artifact):
+    for artifact in (tiny_artifact, tiny_lm_artifact, tiny_embedding_artifact):
         (models / artifact.name).symlink_to(artifact, target_is_directory=True)
     app = create_app(Settings(_env_file=None, models_dir=models, threads=1, admin_api_key="fuzz-admin"))
     yield schemathesis.openapi.from_asgi("/openapi.json", app)

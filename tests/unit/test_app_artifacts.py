@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from app.artifacts import ArtifactError, discover, load_schema, open_artifact
-from app.core.config import REPO_SCHEMA
+from contract import ArtifactError, discover, load_schema, open_artifact
 
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    return load_schema(REPO_SCHEMA)
+    return load_schema()
 
 
 @pytest.fixture

@@ -7,24 +7,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import Artifact, load_schema, open_artifact
-from app.backends import backend_class
-from app.backends.base import Backend, TokenLimitError
-from app.core.config import REPO_SCHEMA
+from app.tasks.attention import TokenLimitError
+from app.tasks.classification import Classifier as Backend
+from contract import Artifact, load_schema, open_artifact
+from tests.app_helpers import make_model
 
 SENTENCES = ["the movie was very good .", "a great and warm story", "it was not fun"]
 
 
 @pytest.fixture(scope="module")
 def artifact(tiny_artifact: Path) -> Artifact:
-    return open_artifact(tiny_artifact, load_schema(REPO_SCHEMA))
+    return open_artifact(tiny_artifact, load_schema())
 
 
 @pytest.fixture(scope="module")
 def backends(artifact: Artifact) -> dict[str, Backend]:
     loaded = {}
     for kind in ("onnx", "torch"):
-        loaded[kind] = backend_class(kind)(artifact, "cpu", threads=1)
+        loaded[kind] = make_model(artifact, kind)
         loaded[kind].load()
     return loaded
 
@@ -38,7 +38,7 @@ def test_shapes_tokens_and_prediction(backends: dict[str, Backend], kind: str) -
     assert result.attentions.dtype == np.float32
     assert np.allclose(result.attentions.sum(axis=-1), 1.0, atol=1e-5)
     assert (result.attentions >= 0).all()
-    (classified,) = backend.classify(["the movie was very good ."])
+    (classified,) = backend.predict(["the movie was very good ."])
     assert result.prediction.label == classified.label
     assert result.prediction.scores == pytest.approx(classified.scores, abs=1e-5)
 
@@ -65,7 +65,7 @@ def test_token_cap_refuses_instead_of_truncating(backends: dict[str, Backend], k
 
 def test_torch_attention_model_is_eager_and_shares_the_weights(backends: dict[str, Backend]) -> None:
     torch_backend = backends["torch"]
-    eager, model = torch_backend.attention_model, torch_backend.model  # type: ignore[attr-defined]
+    eager, model = torch_backend.forward.attention_model, torch_backend.forward.model  # type: ignore[attr-defined]
     assert eager.config._attn_implementation == "eager"
     for (name, eager_param), (_, param) in zip(eager.named_parameters(), model.named_parameters(), strict=True):
         assert eager_param.data_ptr() == param.data_ptr(), name
@@ -73,4 +73,4 @@ def test_torch_attention_model_is_eager_and_shares_the_weights(backends: dict[st
 
 def test_attend_before_load(artifact: Artifact) -> None:
     with pytest.raises(RuntimeError, match="before load"):
-        backend_class("onnx")(artifact, "cpu", threads=1).attend("good", max_tokens=64)
+        make_model(artifact, "onnx").attend("good", max_tokens=64)

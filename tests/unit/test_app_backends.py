@@ -12,11 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.artifacts import Artifact, load_schema, open_artifact
-from app.backends import backend_class
-from app.backends.base import Backend, DeviceError
-from app.backends.text import TextEncoder, softmax, to_predictions
-from app.core.config import REPO_SCHEMA
+from app.runtimes import DeviceError, runtime_class
+from app.tasks.classification import Classifier as Backend
+from app.tasks.classification.model import to_predictions
+from app.tasks.text import TextEncoder, softmax
+from contract import Artifact, load_schema, open_artifact
+from tests.app_helpers import make_model
 
 SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
              "this film is dull and boring", "it was not fun"]
@@ -24,20 +25,19 @@ SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great an
 
 @pytest.fixture(scope="module")
 def artifact(tiny_artifact: Path) -> Artifact:
-    return open_artifact(tiny_artifact, load_schema(REPO_SCHEMA))
+    return open_artifact(tiny_artifact, load_schema())
 
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def backend(request: pytest.FixtureRequest, artifact: Artifact) -> Iterator[Backend]:
-    engine = backend_class(request.param)
-    loaded = engine(artifact, "cpu", threads=1)
+    loaded = make_model(artifact, request.param)
     loaded.load()
     loaded.warmup()
     yield loaded
 
 
 def test_classify(backend: Backend) -> None:
-    results = backend.classify(SENTENCES)
+    results = backend.predict(SENTENCES)
     assert len(results) == len(SENTENCES)
     for result in results:
         assert result.label in ("negative", "positive")
@@ -46,19 +46,19 @@ def test_classify(backend: Backend) -> None:
         assert result.score == max(result.scores.values())
         assert result.scores[result.label] == result.score
         assert result.truncated is False
-    assert backend.classify(SENTENCES[1:2])[0].scores == pytest.approx(results[1].scores, abs=1e-5)
+    assert backend.predict(SENTENCES[1:2])[0].scores == pytest.approx(results[1].scores, abs=1e-5)
 
 
 def test_truncation_flag(backend: Backend) -> None:
     long_text = " ".join(["good"] * 100)
-    short, long = backend.classify(["good", long_text])
+    short, long = backend.predict(["good", long_text])
     assert (short.truncated, long.truncated) == (False, True)
 
 
 def test_info(backend: Backend) -> None:
     info = backend.info
-    assert (info["backend"], info["device"], info["threads"]) == (backend.kind, "cpu", 1)
-    if backend.kind == "onnx":
+    assert (info["backend"], info["device"], info["threads"]) == (backend.runtime.name, "cpu", 1)
+    if backend.runtime.name == "onnx":
         assert info["providers"] == ["CPUExecutionProvider"]
     else:
         assert info["dtype"] == "fp32"
@@ -67,9 +67,9 @@ def test_info(backend: Backend) -> None:
 def test_torch_and_onnx_agree(artifact: Artifact) -> None:
     engines = []
     for kind in ("onnx", "torch"):
-        engine = backend_class(kind)(artifact, "cpu", threads=1)
+        engine = make_model(artifact, kind)
         engine.load()
-        engines.append(engine.classify(SENTENCES))
+        engines.append(engine.predict(SENTENCES))
     onnx, torch = engines
     assert [r.label for r in onnx] == [r.label for r in torch]
     for a, b in zip(onnx, torch, strict=True):
@@ -78,18 +78,18 @@ def test_torch_and_onnx_agree(artifact: Artifact) -> None:
 
 def test_classify_before_load(artifact: Artifact) -> None:
     with pytest.raises(RuntimeError, match="before load"):
-        backend_class("onnx")(artifact, "cpu", threads=1).classify(["x"])
+        make_model(artifact, "onnx").predict(["x"])
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torch"])
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    engine = backend_class(kind)
+    engine = runtime_class(kind)
     monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: False))
     assert engine.resolve_device("auto", "fp32") == "cpu"
     assert engine.resolve_device("cpu", "fp32") == "cpu"
     with pytest.raises(DeviceError, match="'cuda' requested"):
         engine.resolve_device("cuda", "fp32")
-    with pytest.raises(DeviceError, match="needs the torch backend on cuda"):
+    with pytest.raises(DeviceError, match="needs the torch runtime on cuda"):
         engine.resolve_device("cpu", "bf16")
     monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
     assert engine.resolve_device("auto", "fp32") == "cuda"
@@ -97,7 +97,7 @@ def test_device_resolution(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
 
 
 def test_dtype_allowed_only_for_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch_engine, onnx_engine = backend_class("torch"), backend_class("onnx")
+    torch_engine, onnx_engine = runtime_class("torch"), runtime_class("onnx")
     for engine in (torch_engine, onnx_engine):
         monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
     assert torch_engine.resolve_device("auto", "bf16") == "cuda"
@@ -105,9 +105,9 @@ def test_dtype_allowed_only_for_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) -
         onnx_engine.resolve_device("cuda", "fp16")
 
 
-def test_unknown_backend() -> None:
-    with pytest.raises(ValueError, match="unknown backend"):
-        backend_class("tensorrt")
+def test_unknown_runtime() -> None:
+    with pytest.raises(ValueError, match="unknown runtime"):
+        runtime_class("tensorrt")
 
 
 def test_encoder_pads_and_flags(artifact: Artifact) -> None:
@@ -140,6 +140,6 @@ def test_torch_backend_loads_only_safetensors(artifact: Artifact, tmp_path: Path
     weights = hf / "model.safetensors"
     torch.save(load_file(weights), hf / "pytorch_model.bin")
     weights.unlink()
-    engine = backend_class("torch")(pickled, "cpu", threads=1)
+    engine = make_model(pickled, "torch")
     with pytest.raises(OSError, match="safetensors"):
         engine.load()

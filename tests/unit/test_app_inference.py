@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from app.backends.text import Prediction
-from app.core.errors import Overloaded
-from app.inference import InferenceRunner
+from app.core.runner import Runner
+from app.errors import Overloaded
+from app.tasks.classification import Prediction
 
 
 def test_runs_off_the_event_loop() -> None:
@@ -23,7 +23,7 @@ def test_runs_off_the_event_loop() -> None:
                 for _ in texts]
 
     async def main() -> list[Prediction]:
-        return await InferenceRunner(1, 1).run(classify, ["a", "b"])
+        return await Runner(1, 1).submit("m", ["a", "b"], classify)
 
     assert len(anyio.run(main)) == 2
     assert seen and seen[0] != loop_thread
@@ -37,15 +37,15 @@ def test_full_queue_is_rejected() -> None:
         return []
 
     async def main() -> None:
-        runner = InferenceRunner(max_concurrency=1, max_queue=1)
+        runner = Runner(max_concurrency=1, max_queue=1)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(runner.run, slow, ["busy"])
+            tg.start_soon(runner.submit, "m", ["busy"], slow)
             await anyio.sleep(0.05)
-            tg.start_soon(runner.run, slow, ["queued"])
+            tg.start_soon(runner.submit, "m", ["queued"], slow)
             await anyio.sleep(0.05)
             assert runner.waiting == 1
             with pytest.raises(Overloaded, match="already wait"):
-                await runner.run(slow, ["rejected"])
+                await runner.submit("m", ["rejected"], slow)
             release.set()
 
     anyio.run(main)

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
-from app.core.config import Settings
-from app.core.errors import install_error_handlers
-from app.core.logging import JsonFormatter, RequestIdFilter, ServiceHandler, request_id_var, setup_logging
-from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware, route_template
+from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, route_template
+from app.logs import JsonFormatter, RequestIdFilter, ServiceHandler, request_id_var, setup_logging
+from app.settings import Settings
 
 LIMIT = 1024
 

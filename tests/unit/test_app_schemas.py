@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.schemas.requests import SentimentRequest
-from app.schemas.responses import ErrorResponse, ModelsResponse, SentimentResponse
+from app.api.schemas.requests import SentimentRequest
+from app.api.schemas.responses import ErrorResponse, ModelsResponse, SentimentResponse
 
 
 def test_single_and_batch() -> None:

@@ -11,10 +11,11 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from app.core import security
-from app.core.config import Settings, SettingsError, load_settings
-from app.core.errors import Forbidden, Unauthorized, install_error_handlers
-from app.core.security import KeyRing, authorize, require_admin, require_api_key
+from app.api import security
+from app.api.errors import headers_of, install_error_handlers
+from app.api.security import KeyRing, authorize, require_admin, require_api_key
+from app.errors import Forbidden, Unauthorized
+from app.settings import Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,7 @@ def test_authorize_levels() -> None:
     for key, level in ((None, "user"), ("wrong", "user"), ("", "closed"), (None, "admin"), ("wrong", "admin")):
         with pytest.raises(Unauthorized) as raised:
             authorize(keys, key, level)  # type: ignore[arg-type]
-        assert raised.value.headers == {"WWW-Authenticate": "Bearer"}
+        assert headers_of(raised.value) == {"WWW-Authenticate": "Bearer"}
     with pytest.raises(Forbidden, match="needs the admin key"):
         authorize(keys, "u1", "admin")
 

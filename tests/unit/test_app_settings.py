@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import config
-from app.core.config import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings
+from contract import SCHEMA_PATH
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +22,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults() -> None:
     settings = Settings()
     assert settings.models_dir == Path("models")
-    assert (settings.backend, settings.device, settings.torch_dtype) == ("onnx", "auto", "fp32")
+    assert (settings.runtime, settings.device, settings.torch_dtype) == ("onnx", "auto", "fp32")
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert (settings.max_batch_texts, settings.max_text_chars) == (64, 2000)
     assert settings.threads >= 1
-    assert settings.schema_path == config.REPO_SCHEMA
+    assert settings.schema_path == SCHEMA_PATH
 
 
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -35,29 +35,18 @@ def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("APP_MAX_BATCH_TEXTS", "8")
     settings = load_settings()
     assert settings.port == 9001
-    assert settings.backend == "onnx"  # the environment wins over .env
+    assert settings.runtime == "onnx"  # the environment wins over .env
     assert settings.max_batch_texts == 8
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("APP_BACKEND", "tensorflow"), ("APP_DEVICE", "tpu"), ("APP_PORT", "0"), ("APP_PORT", "http"),
+    ("APP_RUNTIME", "tensorflow"), ("APP_DEVICE", "tpu"), ("APP_PORT", "0"), ("APP_PORT", "http"),
     ("APP_THREADS", "0"), ("APP_MAX_TEXT_CHARS", "-1"), ("APP_TORCH_DTYPE", "int8"),
 ])
 def test_invalid_values_stop_with_clear_message(monkeypatch: pytest.MonkeyPatch, name: str,
                                                 value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=f"invalid settings: {name}={value!r}"):
-        load_settings()
-
-
-def test_schema_falls_back_next_to_models_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(config, "REPO_SCHEMA", tmp_path / "absent.schema")
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "manifest.json.schema").write_text("{}")
-    assert Settings(models_dir=models).schema_path == models / "manifest.json.schema"
-    monkeypatch.setenv("APP_MODELS_DIR", str(tmp_path / "elsewhere"))
-    with pytest.raises(SettingsError, match="manifest schema not found"):
         load_settings()
 
 

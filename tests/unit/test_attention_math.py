@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.api.routes.attention import indices
-from app.attention import SelectionError, mean_heads, reduce, rollout, select
+from app.tasks.attention import SelectionError, mean_heads, reduce, rollout, select
 
 
 def random_attentions(layers: int = 3, heads: int = 4, seq: int = 5, seed: int = 0) -> np.ndarray:

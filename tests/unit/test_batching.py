@@ -12,9 +12,10 @@ import anyio.to_thread
 import pytest
 from prometheus_client import REGISTRY
 
-from app.backends.text import Prediction
-from app.batching import Batcher, length_groups
-from app.core.errors import NotReady, Overloaded, TimedOut
+from app.api.errors import headers_of
+from app.core.batcher import Batcher, length_groups
+from app.errors import NotReady, Overloaded, TimedOut
+from app.tasks.classification import Prediction
 
 
 class Echo:
@@ -26,7 +27,7 @@ class Echo:
         self.gate = gate
         self.fail_on = fail_on
 
-    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
         self.calls.append(list(texts))
         self.called.set()
         if self.gate is not None:
@@ -46,7 +47,7 @@ async def batcher(**overrides: Any) -> AsyncIterator[Batcher]:
     try:
         yield running
     finally:
-        await running.stop()
+        await running.close()
 
 
 async def classify_all(b: Batcher, backend: Any, requests: list[list[str]], name: str = "m") -> list[list[str]]:
@@ -54,7 +55,7 @@ async def classify_all(b: Batcher, backend: Any, requests: list[list[str]], name
     answers: list[list[str]] = [[] for _ in requests]
 
     async def one(index: int) -> None:
-        answers[index] = [p.label for p in await b.classify(name, backend, requests[index])]
+        answers[index] = [p.label for p in await b.submit(name, backend, requests[index])]
 
     async with anyio.create_task_group() as tg:
         for index in range(len(requests)):
@@ -127,12 +128,12 @@ def test_a_big_request_does_not_hold_back_a_small_one() -> None:
         backend = Echo(gate)
         big = [f"b{i:02d}" for i in range(40)]
         async with batcher(max_batch_size=4, wait_s=0) as b, anyio.create_task_group() as tg:
-            tg.start_soon(b.classify, "m", backend, big)
+            tg.start_soon(b.submit, "m", backend, big)
             await wait_called(backend)  # the first round of the big request runs (and is held)
             small: list[Prediction] = []
 
             async def send_small() -> None:
-                small.extend(await b.classify("m", backend, ["s00"]))
+                small.extend(await b.submit("m", backend, ["s00"]))
 
             tg.start_soon(send_small)
             await anyio.sleep(0.05)
@@ -149,15 +150,15 @@ def test_full_queue_is_rejected_at_once_with_retry_after() -> None:
         gate = threading.Event()
         backend = Echo(gate)
         async with batcher(max_queue=2, wait_s=0) as b, anyio.create_task_group() as tg:
-            tg.start_soon(b.classify, "m", backend, ["running"])
+            tg.start_soon(b.submit, "m", backend, ["running"])
             await wait_called(backend)
-            tg.start_soon(b.classify, "m", backend, ["queued 1"])
-            tg.start_soon(b.classify, "m", backend, ["queued 2"])
+            tg.start_soon(b.submit, "m", backend, ["queued 1"])
+            tg.start_soon(b.submit, "m", backend, ["queued 2"])
             await anyio.sleep(0.05)
             assert b.waiting == 2
             with pytest.raises(Overloaded, match="2 requests already wait") as refused:
-                await b.classify("m", backend, ["refused"])
-            assert refused.value.headers == {"Retry-After": "1"}
+                await b.submit("m", backend, ["refused"])
+            assert headers_of(refused.value) == {"Retry-After": "1"}
             gate.set()
         assert ["refused"] not in backend.calls
 
@@ -171,9 +172,9 @@ def test_a_request_still_waiting_at_the_timeout_gets_504_and_leaves_the_queue() 
         async with batcher(limiter=limiter, timeout_s=0.2) as b:
             async with limiter:  # another inference (e.g. attention) holds the only slot
                 with pytest.raises(TimedOut, match=r"within 0\.2s"):
-                    await b.classify("m", backend, ["too late"])
+                    await b.submit("m", backend, ["too late"])
                 assert b.waiting == 0
-            assert [p.label for p in await b.classify("m", backend, ["in time"])] == ["in time"]
+            assert [p.label for p in await b.submit("m", backend, ["in time"])] == ["in time"]
         assert backend.calls == [["in time"]]
 
     anyio.run(main)
@@ -186,7 +187,7 @@ def test_a_failing_batch_fails_only_its_callers() -> None:
 
         async def send(target: Echo, text: str) -> None:
             try:
-                outcomes[text] = (await b.classify("m", target, [text]))[0].label
+                outcomes[text] = (await b.submit("m", target, [text]))[0].label
             except RuntimeError as exc:
                 outcomes[text] = str(exc)
 
@@ -210,7 +211,7 @@ def test_batches_are_keyed_by_backend_object_and_recorded() -> None:
         before = calls_of("keyed")
         async with batcher() as b, anyio.create_task_group() as tg:
             for backend, text in [(old, "o1"), (new, "n1"), (old, "o2"), (new, "n2"), (old, "o3")]:
-                tg.start_soon(b.classify, "keyed", backend, [text])
+                tg.start_soon(b.submit, "keyed", backend, [text])
         assert old.calls == [["o1", "o2", "o3"]] and new.calls == [["n1", "n2"]]
         assert calls_of("keyed") - before == 2
         assert REGISTRY.get_sample_value("app_queue_depth", {"queue": "batcher:keyed"}) == 0
@@ -224,7 +225,7 @@ def test_idle_slots_share_the_waiting_texts_and_run_together() -> None:
         backend = Echo(gate)
         async with batcher(limiter=anyio.CapacityLimiter(2), wait_s=0.05) as b, anyio.create_task_group() as tg:
             for i in range(8):
-                tg.start_soon(b.classify, "m", backend, [f"t{i}"])
+                tg.start_soon(b.submit, "m", backend, [f"t{i}"])
             with anyio.fail_after(5):  # the gate holds every call (up to 10 s): both must be in flight at once
                 while len(backend.calls) < 2:
                     await anyio.sleep(0.01)
@@ -239,7 +240,7 @@ def test_no_slot_is_held_while_a_batch_waits_for_company() -> None:
         limiter = anyio.CapacityLimiter(1)
         backend = Echo()
         async with batcher(limiter=limiter, wait_s=0.3) as b, anyio.create_task_group() as tg:
-            tg.start_soon(b.classify, "m", backend, ["alone"])
+            tg.start_soon(b.submit, "m", backend, ["alone"])
             await anyio.sleep(0.1)
             assert limiter.available_tokens == 1 and backend.calls == []  # an attention request could run now
         assert backend.calls == [["alone"]] and limiter.available_tokens == 1
@@ -257,14 +258,14 @@ def test_stop_fails_the_requests_of_a_round_in_flight_with_503() -> None:
 
         async def send() -> None:
             try:
-                await b.classify("m", backend, ["in flight"])
+                await b.submit("m", backend, ["in flight"])
             except NotReady as exc:
                 outcome.append(exc)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(send)
             await wait_called(backend)
-            tg.start_soon(b.stop)
+            tg.start_soon(b.close)
             await anyio.sleep(0.05)
             gate.set()
         assert [str(e) for e in outcome] == ["the service is shutting down"]

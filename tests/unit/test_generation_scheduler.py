@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from app.backends.generation.sampling import SamplingParams
-from app.backends.generation.scheduler import Scheduler, Ticket
-from app.backends.generation.sequence import Chunk, Detokenizer, GenerationParams
-from app.core.errors import Overloaded
-from app.core.metrics import BATCH_SIZE, TOKENS_GENERATED
+from app.api.errors import headers_of
+from app.core.scheduler import Scheduler, Ticket
+from app.errors import Overloaded
+from app.metrics import BATCH_SIZE, TOKENS_GENERATED
+from app.tasks.generation.sampling import SamplingParams
+from app.tasks.generation.sequence import Chunk, Detokenizer, GenerationParams
 from tests.scripted import Scripted
 
 GREEDY = SamplingParams(temperature=0)
@@ -130,7 +131,7 @@ def test_a_full_queue_is_refused_with_retry_after(make: Make) -> None:
     second, _ = submit(scheduler, 1000)
     with pytest.raises(Overloaded) as refused:
         submit(scheduler, 5)
-    assert refused.value.headers == {"Retry-After": "1"}
+    assert headers_of(refused.value) == {"Retry-After": "1"}
     first.cancel()
     second.cancel()
     deadline = time.monotonic() + 5

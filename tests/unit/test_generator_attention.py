@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.artifacts import Artifact, load_schema, open_artifact
-from app.backends.base import AttentionResult, AttentionUnavailable, TokenLimitError, TopKPrediction
-from app.backends.generation import generator_class, onnx_attention
-from app.backends.generation.attention import TOP_K, AttendingGenerator
-from app.backends.generation.torch_attention import EagerAttention
-from app.core.config import REPO_SCHEMA
+from app.runtimes import onnx as onnx_runtime
+from app.tasks.attention import AttentionResult, AttentionUnavailable, TokenLimitError, TopKPrediction
+from app.tasks.generation.attention import TOP_K, AttendingGenerator
+from app.tasks.generation.torch import EagerAttention
+from contract import Artifact, load_schema, open_artifact
+from tests.app_helpers import make_model
 from tests.lm_helpers import CONTEXT, without_attention_graph
 
 TEXTS = ["Call me Ishmael.", "The sea was calm and the whale rose slowly"]
@@ -26,7 +26,7 @@ KINDS = ["onnx", "torch"]
 
 
 def load(artifact: Artifact, kind: str) -> AttendingGenerator:
-    generator = generator_class(kind)(artifact, "cpu", threads=1)
+    generator = make_model(artifact, kind)
     assert isinstance(generator, AttendingGenerator)
     generator.load()
     return generator
@@ -34,7 +34,7 @@ def load(artifact: Artifact, kind: str) -> AttendingGenerator:
 
 @pytest.fixture(scope="module")
 def artifact(tiny_lm_artifact: Path) -> Artifact:
-    return open_artifact(tiny_lm_artifact, load_schema(REPO_SCHEMA))
+    return open_artifact(tiny_lm_artifact, load_schema())
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_onnx_attention_session_loads_lazily_and_once(artifact: Artifact, monkey
         time.sleep(0.2)  # widen the window in which the other threads could load it again
         return real(path, **kwargs)
 
-    monkeypatch.setattr(onnx_attention.ort, "InferenceSession", counting)
+    monkeypatch.setattr(onnx_runtime.ort, "InferenceSession", counting)
     assert generator._attention is None  # nothing loaded by load() or generation
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: generator.attend(TEXTS[0], max_tokens=64), range(4)))
@@ -135,10 +135,10 @@ def test_onnx_attention_session_loads_lazily_and_once(artifact: Artifact, monkey
 
 
 def test_artifact_without_attention_graph(artifact: Artifact, tmp_path: Path) -> None:
-    old = open_artifact(without_attention_graph(artifact.path, tmp_path), load_schema(REPO_SCHEMA))
+    old = open_artifact(without_attention_graph(artifact.path, tmp_path), load_schema())
     assert old.manifest["schema_version"] == "1.1"
     onnx, torch_generator = load(old, "onnx"), load(old, "torch")
     onnx.warmup()  # generation is unaffected
-    with pytest.raises(AttentionUnavailable, match=r"no ONNX attention graph .* APP_BACKEND=torch"):
+    with pytest.raises(AttentionUnavailable, match=r"no ONNX attention graph .* APP_RUNTIME=torch"):
         onnx.attend(TEXTS[0], max_tokens=64)
     assert torch_generator.attend(TEXTS[0], max_tokens=64).attentions.shape[:2] == (2, 2)

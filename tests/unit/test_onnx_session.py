@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import load_schema, open_artifact
-from app.backends.onnx_backend import OnnxBackend, session_options
-from app.core.config import REPO_SCHEMA, Settings
+from app.runtimes.onnx import session_options
+from app.settings import Settings
+from contract import load_schema, open_artifact
+from tests.app_helpers import make_model
 
 
 def test_session_options() -> None:
@@ -22,12 +23,15 @@ def test_session_options() -> None:
 
 def test_io_binding_gives_the_same_logits(tiny_artifact: Path) -> None:
     """The CUDA path (IO binding) run on the CPU provider: same logits as a plain run."""
-    backend = OnnxBackend(open_artifact(tiny_artifact, load_schema(REPO_SCHEMA)), "cpu", threads=1)
+    backend = make_model(open_artifact(tiny_artifact, load_schema()), "onnx")
     backend.load()
-    assert backend.session.get_session_options().intra_op_num_threads == 1
+    assert backend.forward.session.get_session_options().intra_op_num_threads == 1
     ids = np.array([[2, 7, 9, 3, 0], [2, 11, 12, 13, 3]], dtype=np.int64)
     mask = (ids != 0).astype(np.int64)
-    np.testing.assert_allclose(backend._bound_logits(ids, mask), backend._logits(ids, mask), atol=1e-6)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    runtime, session = backend.runtime, backend.forward.session
+    bound, plain = runtime.run_bound(session, ["logits"], feed)[0], runtime.run(session, ["logits"], feed)[0]
+    np.testing.assert_allclose(bound, plain, atol=1e-6)
     assert backend.info["variant"] == "fp32" and backend.variants() == []
 
 

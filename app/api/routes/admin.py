@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 
 from app.api.deps import RegistryDep
-from app.core.errors import ReloadFailed
-from app.core.security import AUTH_ERRORS, require_admin
-from app.registry import ModelEntry, Registry
-from app.schemas.admin import ModelVersion, Outcome, ReloadAllResponse, ReloadResult
-from app.schemas.responses import ErrorResponse
+from app.api.schemas.admin import ModelVersion, Outcome, ReloadAllResponse, ReloadResult
+from app.api.schemas.responses import ErrorResponse
+from app.api.security import AUTH_ERRORS, require_admin
+from app.core.registry import ModelEntry, Registry
+from app.errors import ReloadFailed
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses={
     **AUTH_ERRORS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep
-from app.core.errors import NotReady
-from app.schemas.responses import ErrorResponse, HealthResponse
+from app.api.schemas.responses import ErrorResponse, HealthResponse
+from app.errors import NotReady
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, generate_latest
 
-from app.core.security import AUTH_ERRORS, require_metrics_access
+from app.api.security import AUTH_ERRORS, require_metrics_access
 
 router = APIRouter(tags=["observability"])
 

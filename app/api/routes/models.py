@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep
-from app.registry import ModelEntry
-from app.schemas.responses import ModelInfo, ModelsResponse
+from app.api.schemas.responses import ModelInfo, ModelsResponse
+from app.core.registry import ModelEntry
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-def describe(entry: ModelEntry, backend_kind: str) -> ModelInfo:
-    info = ModelInfo(name=entry.name, status=entry.status, error=entry.error, backend=backend_kind)
+def describe(entry: ModelEntry, runtime_name: str) -> ModelInfo:
+    info = ModelInfo(name=entry.name, status=entry.status, error=entry.error, backend=runtime_name)
     if entry.artifact is not None:
         manifest = entry.artifact.manifest
         info.task, info.labels = entry.artifact.task, entry.artifact.labels
@@ -20,8 +20,9 @@ def describe(entry: ModelEntry, backend_kind: str) -> ModelInfo:
         info.version, info.schema_version = manifest.get("created_at"), manifest.get("schema_version")
         info.manifest_sha256 = entry.artifact.manifest_sha256
         info.metrics = dict(manifest.get("metrics", {}))
-    if entry.backend is not None:
-        runtime = entry.backend.info
+    if entry.model is not None:
+        info.capabilities = list(entry.model.capabilities)
+        runtime = entry.model.info
         info.device = runtime.pop("device")
         runtime.pop("backend")
         info.runtime = runtime
@@ -30,4 +31,4 @@ def describe(entry: ModelEntry, backend_kind: str) -> ModelInfo:
 
 @router.get("/models", response_model=ModelsResponse, summary="Every discovered model and its status")
 async def list_models(registry: RegistryDep) -> ModelsResponse:
-    return ModelsResponse(models=[describe(e, registry.settings.backend) for e in registry.entries.values()])
+    return ModelsResponse(models=[describe(e, registry.settings.runtime) for e in registry.entries.values()])

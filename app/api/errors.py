@@ -1,0 +1,112 @@
+"""The one place that maps the service's errors to HTTP: status per error kind, headers, the JSON body.
+
+Expected errors (`ServiceError` kinds, validation, routing) become 4xx/503/504 with a clear JSON message;
+anything else is logged with the request id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.errors import (
+    Forbidden,
+    InvalidInput,
+    ModelNotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ReloadFailed,
+    ServiceError,
+    TimedOut,
+    Unauthorized,
+)
+from app.logs import REQUEST_ID_HEADER, request_id_of
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[ServiceError], int] = {
+    InvalidInput: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ModelNotFound: 404,
+    ReloadFailed: 409,
+    PayloadTooLarge: 413,
+    Overloaded: 429,
+    NotReady: 503,
+    TimedOut: 504,
+}
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status of an error kind (500 for the base kind)."""
+    return next((status for kind, status in STATUS.items() if isinstance(exc, kind)), 500)
+
+
+def headers_of(exc: ServiceError) -> dict[str, str]:
+    """Headers an error kind carries: Retry-After on 429, the Bearer challenge on 401."""
+    if isinstance(exc, Overloaded):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthorized):
+        return dict(CHALLENGE)
+    return {}
+
+
+def error_body(request: Request, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, "code": code, "request_id": request_id_of(request), **extra}
+
+
+def error_response(request: Request, exc: ServiceError) -> JSONResponse:
+    """The service's JSON error for ``exc`` (also used outside the exception handlers, by middleware)."""
+    status = status_of(exc)
+    if status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return _response(request, status, error_body(request, exc.code, exc.message, **exc.extra), headers_of(exc))
+
+
+def _response(request: Request, status: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = {**(headers or {}), REQUEST_ID_HEADER: request_id_of(request)}
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{key: err[key] for key in ("loc", "msg", "type") if key in err} for err in exc.errors()]
+    summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in detail)
+    return _response(request, STATUS[InvalidInput],
+                     error_body(request, InvalidInput.code, f"invalid request: {summary}", detail=detail))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Routing and body-parsing errors (404, 405, 400 for a body that is not UTF-8) in the same JSON shape."""
+    assert isinstance(exc, HTTPException)
+    phrase = next((status.phrase for status in HTTPStatus if status == exc.status_code), "HTTP error")
+    code = phrase.lower().replace(" ", "_")
+    return _response(request, exc.status_code, error_body(request, code, str(exc.detail)), dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s (request_id=%s)", type(exc).__name__, request.method, request.url.path,
+              request_id_of(request), exc_info=exc)
+    return _response(request, 500, error_body(request, ServiceError.code, "internal server error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,284 @@
+"""The generation loop: continuous (step-level) batching, one thread per generator decodes all its sequences
+together, one token each per step.
+
+Every iteration admits waiting requests (each prefilled on its own and its first token sent at once, up to
+``max_batch`` active), then runs one batched decode step over the shared `KVCache`. Rows that end (eos, stop
+string, budget), time out or are cancelled leave at once; new ones join at the next iteration. Text goes to
+each request through its ``deliver`` callback, called on the scheduler thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from app.core.admission import Admission, overloaded
+from app.errors import NotReady
+from app.metrics import BATCH_SIZE, QUEUE_DEPTH, TOKENS_GENERATED
+from app.tasks.base import Model
+from app.tasks.generation.cache import KVCache
+from app.tasks.generation.generator import Generator
+from app.tasks.generation.sequence import Chunk, GenerationParams
+from app.tasks.generation.sequence import Sequence as Generation
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[Chunk | Exception], None]
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One submitted generation. ``deliver`` gets text chunks (only the final one, with all the text, when not
+    ``streamed``) or the exception that ended it; ``cancel()``, from any thread, drops it at the next step."""
+
+    sequence: Generation
+    deliver: Deliver
+    deadline: float
+    """`time.monotonic()` after which it ends with finish_reason ``timeout``."""
+    streamed: bool
+    cancelled: bool = False
+    ended: bool = False
+    _texts: list[str] = field(default_factory=list)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def send(self, text: str) -> None:
+        if not text:
+            return
+        if self.streamed:
+            self._emit(Chunk(text))
+        else:
+            self._texts.append(text)
+
+    def end(self, error: Exception | None = None) -> None:
+        """Deliver the final chunk (or ``error``); nothing to a cancelled ticket."""
+        self.ended = True
+        if self.cancelled:
+            return
+        if error is not None:
+            self._emit(error)
+            return
+        final = self.sequence.final()
+        self._emit(final if self.streamed else replace(final, text="".join(self._texts) + final.text))
+
+    def _emit(self, item: Chunk | Exception) -> None:
+        try:
+            self.deliver(item)
+        except RuntimeError:  # the receiving event loop is gone
+            self.cancelled = True
+
+
+class Scheduler:
+    """The batching loop of one generator object (model ``name``); its thread starts on the first request."""
+
+    def __init__(self, generator: Generator, name: str, max_batch: int, max_queue: int) -> None:
+        self.generator, self.name = generator, name
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self._wake = threading.Condition()
+        self._waiting: deque[Ticket] = deque()
+        self._admitted = 0
+        """Tickets taken from the queue and not ended yet (guarded by ``_wake``)."""
+        self._active: list[Ticket] = []
+        """The rows of ``_cache``, in order (scheduler thread only)."""
+        self._cache: KVCache | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._queue_depth = QUEUE_DEPTH.labels(f"generation:{name}")
+        self._batch_size = BATCH_SIZE.labels(name)
+        self._tokens = TOKENS_GENERATED.labels(name)
+
+    def submit(self, prompt_ids: Sequence[int], params: GenerationParams, deliver: Deliver, deadline: float,
+               streamed: bool = True) -> Ticket:
+        """Queue a generation; `Overloaded` at once when ``max_batch`` run and ``max_queue`` wait already."""
+        ticket = Ticket(self.generator.sequence(prompt_ids, params), deliver, deadline, streamed)
+        with self._wake:
+            if self._closing:
+                raise NotReady(f"model {self.name!r} is shutting down")
+            if len(self._waiting) + self._admitted >= self.max_batch + self.max_queue:
+                raise overloaded(len(self._waiting), "generations", f"for model {self.name!r}")
+            self._waiting.append(ticket)
+            self._queue_depth.set(len(self._waiting))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"generation-{self.name}", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return ticket
+
+    def close(self) -> None:
+        """Refuse new requests; the thread finishes the accepted ones, then ends."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._waiting or self._active or self._closing):
+                    self._wake.wait()
+                if not (self._waiting or self._active):
+                    return
+                expired = self._expire_waiting()
+                incoming = [self._waiting.popleft()
+                            for _ in range(min(len(self._waiting), self.max_batch - len(self._active)))]
+                self._admitted += len(incoming)
+                self._queue_depth.set(len(self._waiting))
+            for ticket in expired:
+                ticket.end()
+            try:
+                self._admit(incoming)
+                self._retire()
+                if self._active:
+                    self._step()
+                    self._retire()
+            except Exception as exc:
+                log.exception("generation with %s failed", self.name)
+                for ticket in {*incoming, *self._active}:
+                    if not ticket.ended:
+                        self._end(ticket, exc)
+                self._active, self._cache = [], None
+
+    def _expire_waiting(self) -> list[Ticket]:
+        """Take cancelled and timed-out tickets out of the queue (under the lock); returns the timed-out ones."""
+        now = time.monotonic()
+        gone = [t for t in self._waiting if t.cancelled or now >= t.deadline]
+        for ticket in gone:
+            self._waiting.remove(ticket)
+            ticket.sequence.finish("timeout")
+        return [t for t in gone if not t.cancelled]
+
+    def _admit(self, incoming: list[Ticket]) -> None:
+        """Prefill each new ticket, send its first token and join its row to the batch."""
+        for ticket in incoming:
+            if time.monotonic() >= ticket.deadline:
+                ticket.sequence.finish("timeout")
+            if ticket.cancelled or ticket.sequence.finish_reason is not None:
+                self._end(ticket)
+                continue
+            try:
+                text, cache = self.generator.prefill(ticket.sequence)
+            except Exception as exc:
+                log.exception("prefill with %s failed", self.name)
+                self._end(ticket, exc)
+                continue
+            self._tokens.inc()
+            ticket.send(text)
+            if ticket.sequence.finish_reason is not None:
+                self._end(ticket)
+                continue
+            if self._cache is None:
+                self._cache = cache
+            else:
+                self._cache.join(cache)
+            self._active.append(ticket)
+
+    def _step(self) -> None:
+        assert self._cache is not None
+        texts = self.generator.decode([t.sequence for t in self._active], self._cache)
+        self._batch_size.observe(len(texts))
+        self._tokens.inc(len(texts))
+        for ticket, text in zip(self._active, texts, strict=True):
+            ticket.send(text)
+
+    def _retire(self) -> None:
+        """Rows that ended, were cancelled or ran out of time leave the batch (the others keep their order)."""
+        now = time.monotonic()
+        keep: list[int] = []
+        for row, ticket in enumerate(self._active):
+            if now >= ticket.deadline:
+                ticket.sequence.finish("timeout")
+            if ticket.cancelled or ticket.sequence.finish_reason is not None:
+                self._end(ticket)
+            else:
+                keep.append(row)
+        if len(keep) == len(self._active):
+            return
+        self._active = [self._active[row] for row in keep]
+        if not keep:
+            self._cache = None
+        elif self._cache is not None:
+            self._cache.keep(keep)
+
+    def _end(self, ticket: Ticket, error: Exception | None = None) -> None:
+        ticket.end(error)
+        with self._wake:
+            self._admitted -= 1
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What a generation request asks of the loop."""
+
+    prompt_ids: Sequence[int]
+    params: GenerationParams
+    timeout_s: float
+    streamed: bool
+
+
+class Schedulers(Admission):
+    """One `Scheduler` per generator object, made on first use (event loop only). A reloaded model is a new
+    object and gets a new scheduler; the old one finishes its requests and stops."""
+
+    def __init__(self, max_batch: int, max_queue: int) -> None:
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self._by_model: dict[Generator, Scheduler] = {}
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(scheduler._waiting) for scheduler in self._by_model.values())
+
+    def submit(self, name: str, model: Model, work: GenerationJob) -> AsyncIterator[Chunk]:
+        """Queue the generation now (`Overloaded` here, before any response has started) and return its chunks
+        on the event loop; the last one has ``finish_reason``. Closing the iterator early (a disconnect, a
+        cancelled task) cancels the generation."""
+        if not isinstance(model, Generator):
+            raise TypeError(f"model {name!r} is not a generator")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | Exception] = asyncio.Queue()
+
+        def deliver(item: Chunk | Exception) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        ticket = self.get(name, model).submit(work.prompt_ids, work.params, deliver,
+                                              time.monotonic() + work.timeout_s, work.streamed)
+        return _chunks(queue, ticket)
+
+    def get(self, name: str, generator: Generator) -> Scheduler:
+        scheduler = self._by_model.get(generator)
+        if scheduler is None:
+            for model, old in list(self._by_model.items()):
+                if old.name == name:
+                    old.close()
+                    del self._by_model[model]
+            scheduler = self._by_model[generator] = Scheduler(generator, name, self.max_batch, self.max_queue)
+        return scheduler
+
+    async def close(self, timeout_s: float) -> None:
+        """Stop every scheduler, waiting up to ``timeout_s`` seconds in all for their generations to finish."""
+        for scheduler in self._by_model.values():
+            scheduler.close()
+        deadline = time.monotonic() + timeout_s
+        for scheduler in self._by_model.values():
+            await asyncio.to_thread(scheduler.join, max(0.0, deadline - time.monotonic()))
+
+
+async def _chunks(queue: asyncio.Queue[Chunk | Exception], ticket: Ticket) -> AsyncIterator[Chunk]:
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+            if item.finish_reason is not None:
+                return
+    finally:
+        ticket.cancel()

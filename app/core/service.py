@@ -1,0 +1,147 @@
+"""The service core, between the HTTP adapters and the models (as TEI's core sits between router and backends).
+
+It owns model lookup, input limits, tokenisation of prompts and admission: routes (and any protocol adapter)
+decode a request, call one method here, and encode what comes back. Everything raised here is a domain error
+(`app.errors`); `app.api.errors` maps them to HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from app.core.admission import Admission
+from app.core.batcher import Batcher
+from app.core.limits import check_new_tokens, check_text, check_texts
+from app.core.registry import Registry
+from app.core.runner import Runner
+from app.core.scheduler import GenerationJob, Schedulers
+from app.errors import TimedOut, field_error, limit_error
+from app.settings import Settings
+from app.tasks import TASKS
+from app.tasks.attention import (
+    Aggregate,
+    Attending,
+    AttentionResult,
+    AttentionUnavailable,
+    Selection,
+    SelectionError,
+    TokenLimitError,
+    reduce,
+)
+from app.tasks.generation.generator import Generator
+from app.tasks.generation.sequence import Chunk, GenerationParams
+from contract import GENERATION
+
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt ready to generate from: the model and the prompt's token ids, every limit checked."""
+
+    model: str
+    generator: Generator
+    ids: list[int]
+
+
+@dataclass(frozen=True)
+class AttentionQuery:
+    text: str
+    model: str | None = None
+    layers: list[int] | None = None
+    heads: list[int] | None = None
+    aggregate: Aggregate = "none"
+
+
+@dataclass(frozen=True)
+class Attended:
+    """The attention maps of one text: the model's full result and the selection asked for."""
+
+    model: str
+    runtime: str
+    query: AttentionQuery
+    result: AttentionResult
+    selection: Selection
+
+
+class Service:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.runner = Runner(settings.max_concurrency, settings.max_queue)
+        self.batcher = Batcher.from_settings(settings, self.runner.limiter)
+        self.schedulers = Schedulers(settings.max_batch_sequences, settings.max_queue)
+        self.loops: dict[str, Admission] = {"batch": self.batcher, "stream": self.schedulers}
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        """Refuse new work; waiting batches fail at once, generations get up to APP_REQUEST_TIMEOUT_S to end."""
+        await self.batcher.close()
+        await self.runner.close(0)
+        await self.schedulers.close(self.settings.request_timeout_s)
+
+    async def predict(self, task: str, model: str | None, texts: Sequence[str],
+                      loc: list[str | int]) -> tuple[str, list[Any]]:
+        """One result per text from a model of a batched ``task`` (classification, embeddings), in input order."""
+        check_texts(texts, self.settings, loc)
+        name, found = self.registry.get(model, task)
+        return name, await self.loops[TASKS[task].loop].submit(name, found, texts)
+
+    def prompt(self, model: str | None, prompt: str, max_new_tokens: int, new_tokens_field: str) -> Prompt:
+        """Check the limits that need settings or the model, and tokenise the prompt."""
+        check_new_tokens(max_new_tokens, self.settings, new_tokens_field)
+        name, found = self.registry.get(model, GENERATION)
+        assert isinstance(found, Generator)
+        ids = found.encode(prompt)
+        if not ids:
+            raise limit_error("the prompt encodes to no tokens", ["body", "prompt"], "the prompt encodes to no tokens")
+        if len(ids) >= found.context_length:
+            message = (f"the prompt has {len(ids)} tokens; model {name!r} reads at most "
+                       f"{found.context_length - 1} before generating")
+            raise limit_error(message, ["body", "prompt"], message)
+        return Prompt(name, found, ids)
+
+    def generate(self, prompt: Prompt, params: GenerationParams, streamed: bool) -> AsyncIterator[Chunk]:
+        """Start the generation (`Overloaded` now, before any response) and return its chunks."""
+        job = GenerationJob(prompt.ids, params, self.settings.request_timeout_s, streamed)
+        chunks: AsyncIterator[Chunk] = self.schedulers.submit(prompt.model, prompt.generator, job)
+        return chunks
+
+    def finished(self, final: Chunk | None) -> Chunk | None:
+        """The final chunk of a generation that was not streamed; `TimedOut` when it ran out of time."""
+        if final is not None and final.finish_reason == "timeout":
+            raise TimedOut(f"the generation did not finish within {self.settings.request_timeout_s:g} s",
+                           completion_tokens=final.completion_tokens)
+        return final
+
+    async def attention(self, query: AttentionQuery, where: str,
+                        then: Callable[[Attended], Out]) -> Out:
+        """The attention maps of ``query.text`` selected and aggregated as asked, passed to ``then`` in the
+        worker thread (JSON encoding or drawing happens there too). A text over APP_MAX_ATTENTION_TOKENS tokens,
+        a layer or head the model lacks, or a model without attention maps is a 422 located in ``where``."""
+        check_text(query.text, self.settings, [where, "text"])
+        name, found = self.registry.get_any(query.model)
+        if "attention" not in found.capabilities:
+            raise field_error(f"model {name!r} does not serve attention maps", [where, "model"], "no attention maps")
+        attending: Attending = found  # type: ignore[assignment]  # checked by its capabilities
+        limit, runtime = self.settings.max_attention_tokens, found.runtime.name
+
+        def compute(_: object) -> Out:
+            result = attending.attend(query.text, limit)
+            selection = reduce(result.attentions, query.layers, query.heads, query.aggregate)
+            return then(Attended(name, runtime, query, result, selection))
+
+        try:
+            return await self.runner.submit(name, found, compute)
+        except TokenLimitError as exc:
+            raise limit_error(f"{exc} (APP_MAX_ATTENTION_TOKENS)", [where, "text"],
+                              f"at most {exc.limit} tokens") from None
+        except SelectionError as exc:
+            raise field_error(str(exc), [where, exc.field]) from None
+        except AttentionUnavailable as exc:
+            raise field_error(str(exc), [where, "model"], "no attention graph") from None
+

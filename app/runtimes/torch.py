@@ -1,0 +1,67 @@
+"""PyTorch: HF models loaded from an artifact's folder, fp32 on CPU, fp32/bf16/fp16 on CUDA.
+
+The intra-op thread pool is global to the process: it is set once, here. Attention maps need eager attention
+(sdpa returns no weights, and eager measured ~10% slower for inference on CPU), so `eager_view` gives a second
+module tree over the *same* weight tensors (no second copy in memory).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from transformers.utils import logging as hf_logging
+
+from app.runtimes import Runtime
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TorchRuntime(Runtime):
+    name = "torch"
+
+    def __init__(self, device: str, threads: int, dtype: str = "fp32") -> None:
+        super().__init__(device, threads, dtype)
+        if device == "cpu" and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def cuda_available(cls) -> bool:
+        return bool(torch.cuda.is_available())
+
+    def load(self, auto_class: Any, folder: Path) -> Any:
+        """``auto_class.from_pretrained(folder)`` (safetensors only, local files only) on the device, in eval
+        mode, in the runtime's dtype."""
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped upstream
+        model = auto_class.from_pretrained(folder, dtype=DTYPES[self.dtype], local_files_only=True,
+                                           use_safetensors=True)
+        log.info("%s: torch %s on %s (%s, %d threads)", folder.parent.name, torch.__version__, self.device,
+                 self.dtype, torch.get_num_threads())
+        return model.to(self.device).eval()
+
+    @staticmethod
+    def eager_view(model: Any) -> Any:
+        """A copy of ``model``'s module tree that shares every parameter and buffer with it and runs eager
+        attention (which returns attention weights)."""
+        shared = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
+        view = copy.deepcopy(model, shared)
+        view.set_attn_implementation("eager")
+        return view
+
+    def tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
+    @staticmethod
+    def numpy(tensor: torch.Tensor) -> npt.NDArray[np.float32]:
+        result: npt.NDArray[np.float32] = tensor.float().cpu().numpy()
+        return result
+
+    def _info(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "torch": torch.__version__}

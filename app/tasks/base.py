@@ -1,0 +1,70 @@
+"""The contract of a task, in the spirit of LitServe's LitAPI: a `Task` names what is computed, which admission
+loop serves it and how its `Model` is made on a runtime; a `Model` loads (setup), warms up and computes.
+
+Adding a task = a folder under `app/tasks/` with a `TASK` and one line in `app/tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from app.runtimes import Runtime
+from contract import Artifact
+
+Loop = Literal["batch", "stream"]
+"""How requests reach the model: ``batch``, texts of concurrent requests share model calls (`Batcher`);
+``stream``, generations decoded together step by step (`Scheduler`)."""
+Capability = Literal["attention"]
+
+
+class Model(ABC):
+    """A model of one artifact on one runtime; HTTP never reaches below this interface."""
+
+    capabilities: ClassVar[tuple[Capability, ...]] = ()
+
+    def __init__(self, artifact: Artifact, runtime: Runtime) -> None:
+        self.artifact = artifact
+        self.runtime = runtime
+
+    @abstractmethod
+    def load(self) -> None:
+        """Read the artifact's weights and tokenizer (start-up or reload only)."""
+
+    @abstractmethod
+    def warmup(self) -> None:
+        """Run the model once so that the first request pays no one-off costs."""
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {**self.runtime.info, **self._info()}
+
+    def _info(self) -> dict[str, Any]:
+        return {}
+
+    def variants(self) -> list[str]:
+        """Names of the artifact's other graphs this model can serve (ONNX variants such as int8)."""
+        return []
+
+    def with_variant(self, variant: str) -> Model:
+        """This model on its ``variant`` graph, sharing what it can with this one."""
+        raise ValueError(f"{self.artifact.name} has no {variant!r} variant on the {self.runtime.name} runtime")
+
+
+class BatchModel(Model):
+    """A model of a ``batch`` task: one call computes one result per text, in order."""
+
+    @abstractmethod
+    def predict(self, texts: Sequence[str]) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task is to the service: its name in manifests, its admission loop, how its model is made."""
+
+    name: str
+    loop: Loop
+    create: Callable[[Artifact, Runtime], Model]
+    """A not yet loaded model of ``artifact`` on ``runtime``."""

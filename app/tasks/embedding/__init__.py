@@ -1,0 +1,97 @@
+"""Sentence embedding: one vector per text, the token states mean-pooled over the attention mask and L2-normalised
+(as the artifact's manifest ``embedding`` block says, like sentence-transformers). Batched.
+
+ONNX Runtime runs ``model.onnx`` (pooling and normalisation are in the graph, output ``embeddings``); PyTorch runs
+the HF encoder and pools here. Texts beyond ``max_length`` tokens are truncated and flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.runtimes import Runtime
+from app.tasks.base import BatchModel, Task
+from app.tasks.text import Batch, TextEncoder
+from contract import SENTENCE_EMBEDDING, Artifact
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Embedding:
+    vector: Vectors
+    tokens: int
+    """Tokens the model read (special tokens included)."""
+    truncated: bool
+
+
+class Embedder(BatchModel):
+    def __init__(self, artifact: Artifact, runtime: Runtime) -> None:
+        super().__init__(artifact, runtime)
+        self.spec = dict(artifact.manifest["embedding"])
+        self._encoder: TextEncoder | None = None
+        self._forward: Any = None
+
+    @property
+    def dimension(self) -> int:
+        return int(self.spec["dimension"])
+
+    def load(self) -> None:
+        self._encoder = TextEncoder(self.artifact.hf_dir, self.artifact.max_length)
+        if self.runtime.name == "onnx":
+            self.artifact.require(str(self.artifact.onnx["model"]))
+            session = self.runtime.session(self.artifact.onnx_model, ("input_ids", "attention_mask"))  # type: ignore[attr-defined]
+            self._forward = lambda batch: self.runtime.run(session, ["embeddings"], _feed(batch))[0]  # type: ignore[attr-defined]
+        else:
+            self._forward = _torch_forward(self.artifact, self.runtime, self.spec)
+
+    def warmup(self) -> None:
+        self.predict(["warm-up", "a second and somewhat longer text, so that padding is exercised too"])
+
+    def predict(self, texts: Sequence[str]) -> list[Embedding]:
+        if self._encoder is None:
+            raise RuntimeError(f"{self.artifact.name}: used before load()")
+        batch = self._encoder.encode(texts)
+        vectors = np.asarray(self._forward(batch), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimension):
+            raise ValueError(f"{self.artifact.name}: embeddings of shape {vectors.shape} for {len(texts)} texts")
+        counts = batch.attention_mask.sum(axis=1)
+        return [Embedding(vector, int(count), cut)
+                for vector, count, cut in zip(vectors, counts, batch.truncated, strict=True)]
+
+    def _info(self) -> dict[str, Any]:
+        return {"dimension": self.dimension, "pooling": self.spec["pooling"], "normalize": self.spec["normalize"]}
+
+
+def _feed(batch: Batch) -> dict[str, npt.NDArray[np.int64]]:
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+
+def _torch_forward(artifact: Artifact, runtime: Any, spec: dict[str, Any]) -> Any:
+    import torch
+    from transformers import AutoModel
+
+    model = runtime.load(AutoModel, artifact.hf_dir)
+
+    def forward(batch: Batch) -> Vectors:
+        with torch.inference_mode():
+            mask = runtime.tensor(batch.attention_mask)
+            states = model(input_ids=runtime.tensor(batch.input_ids), attention_mask=mask).last_hidden_state
+            if spec["pooling"] == "cls":
+                pooled = states[:, 0]
+            else:
+                weights = mask.unsqueeze(-1).to(states.dtype)
+                pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+            if spec["normalize"]:
+                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+            return runtime.numpy(pooled)  # type: ignore[no-any-return]
+
+    return forward
+
+
+TASK = Task(name=SENTENCE_EMBEDDING, loop="batch", create=Embedder)

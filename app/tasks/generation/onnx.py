@@ -1,0 +1,83 @@
+"""Generation on ONNX Runtime: a decoding loop over model.onnx, the KV-cache decoder of the artifact contract
+(the graph always takes a past; the first call passes one masked dummy position, see models/README.md), and
+attention maps from ``model.attn.onnx``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.runtimes.onnx import OnnxRuntime
+from app.tasks.attention import AttentionUnavailable
+from app.tasks.generation.attention import AttendingGenerator, AttentionForward
+from app.tasks.generation.cache import KVCache
+from contract import Artifact
+
+FIXED_INPUTS = ["input_ids", "attention_mask", "position_ids"]
+ATTENTION_INPUTS = ("input_ids", "attention_mask")
+ATTENTION_OUTPUTS = ["logits", "attentions"]
+
+
+class OnnxGenerator(AttendingGenerator):
+    runtime: OnnxRuntime
+
+    def __init__(self, artifact: Artifact, runtime: OnnxRuntime) -> None:
+        super().__init__(artifact, runtime)
+
+    def _load_model(self) -> None:
+        spec = self.artifact.onnx
+        if not spec:
+            raise ValueError("this artifact has no ONNX decoder (exported without --model.onnx); serve it with "
+                             "APP_RUNTIME=torch")
+        self.artifact.require(str(spec["model"]))
+        self.session = self.runtime.session(self.artifact.onnx_model)
+        inputs = self.session.get_inputs()
+        names = [i.name for i in inputs]
+        if names[:3] != FIXED_INPUTS or len(names) < 5 or names != list(spec["inputs"]):
+            raise ValueError(f"model.onnx inputs {names} do not follow the KV-cache decoder contract")
+        self.past_names = names[3:]
+        heads, head_dim = inputs[3].shape[1], inputs[3].shape[3]
+        if not isinstance(heads, int) or not isinstance(head_dim, int):
+            raise ValueError(f"model.onnx past inputs need static heads and head_dim, got {inputs[3].shape}")
+        self.kv_shape = (heads, head_dim)
+
+    def _run(self, ids: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
+        """Append ``ids`` ``[rows, width]`` to ``cache``; logits ``[rows, vocab]`` after the last of them."""
+        width = ids.shape[1]
+        mask, positions = cache.step_inputs(width)
+        feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                                **dict(zip(self.past_names, cache.past, strict=True))}
+        logits, *present = self.runtime.run(self.session, None, feed)
+        cache.advance(present, mask, width)
+        result: npt.NDArray[np.float32] = np.asarray(logits[:, -1], dtype=np.float32)
+        return result
+
+    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        dummy = np.zeros((1, self.kv_shape[0], 1, self.kv_shape[1]), np.float32)
+        cache = KVCache([dummy] * len(self.past_names), np.zeros((1, 1), np.int64), np.zeros(1, np.int64))
+        return self._run(np.array([prompt_ids], np.int64), cache)[0], cache
+
+    def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
+        return self._run(tokens[:, None], cache)
+
+    def _build_attention(self) -> AttentionForward:
+        """A session on ``model.attn.onnx`` (schema 1.2, see models/README.md): ``input_ids``, ``attention_mask``
+        ``[batch, seq]`` -> ``logits`` at the last position ``[batch, vocab]``, ``attentions``
+        ``[layers, batch, heads, seq, seq]``."""
+        spec = self.artifact.onnx
+        if "attention" not in spec or not set(ATTENTION_OUTPUTS) <= set(spec.get("attention_outputs", [])):
+            raise AttentionUnavailable(
+                f"model {self.artifact.name!r} has no ONNX attention graph (model.attn.onnx, exported with schema "
+                f"1.2 and later): re-export it, or serve it with APP_RUNTIME=torch")
+        self.artifact.require(str(spec["attention"]))
+        session = self.runtime.session(self.artifact.path / str(spec["attention"]), ATTENTION_INPUTS)
+
+        def forward(input_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+            feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
+            logits, attentions = self.runtime.run(session, ATTENTION_OUTPUTS, feed)
+            return np.asarray(logits[0], dtype=np.float32), np.asarray(attentions[:, 0], dtype=np.float32)
+
+        return forward
