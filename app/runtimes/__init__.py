@@ -7,50 +7,9 @@ Heavy imports (onnxruntime, torch) happen only for the runtime chosen.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from app.runtimes.base import DeviceError, Runtime
 
-RuntimeName = Literal["onnx", "torch"]
-Dtype = Literal["fp32", "bf16", "fp16"]
-
-
-class DeviceError(RuntimeError):
-    """The requested device or dtype cannot be honoured: the service must not start."""
-
-
-class Runtime(ABC):
-    """Where and how models run: device, CPU threads per inference, dtype."""
-
-    name: ClassVar[RuntimeName]
-
-    def __init__(self, device: str, threads: int, dtype: str = "fp32") -> None:
-        self.device = device
-        self.threads = threads
-        self.dtype = dtype
-
-    @classmethod
-    @abstractmethod
-    def cuda_available(cls) -> bool:
-        """Whether this runtime can run on a CUDA device here."""
-
-    @classmethod
-    def resolve_device(cls, requested: str, dtype: str) -> str:
-        """``auto`` -> cuda when available; an explicit but unavailable cuda (or dtype) is a `DeviceError`."""
-        cuda = cls.cuda_available()
-        if requested == "cuda" and not cuda:
-            raise DeviceError(f"device 'cuda' requested but the {cls.name} runtime has no CUDA device here")
-        device = "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
-        if dtype != "fp32" and not (cls.name == "torch" and device == "cuda"):
-            raise DeviceError(f"dtype {dtype!r} needs the torch runtime on cuda (got {cls.name} on {device})")
-        return device
-
-    @property
-    def info(self) -> dict[str, Any]:
-        """What /v1/models reports about where a model runs."""
-        return {"backend": self.name, "device": self.device, "threads": self.threads, **self._info()}
-
-    @abstractmethod
-    def _info(self) -> dict[str, Any]: ...
+__all__ = ["DeviceError", "Runtime", "create_runtime", "runtime_class"]
 
 
 def runtime_class(name: str) -> type[Runtime]:

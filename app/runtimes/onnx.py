@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.runtimes import DeviceError, Runtime
+from app.runtimes.base import DeviceError, Runtime
 
 log = logging.getLogger(__name__)
 

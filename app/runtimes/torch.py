@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 from transformers.utils import logging as hf_logging
 
-from app.runtimes import Runtime
+from app.runtimes.base import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ the HF encoder and pools here. Texts beyond ``max_length`` tokens are truncated 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,10 @@ from app.runtimes import Runtime
 from app.tasks.base import BatchModel, Task
 from app.tasks.text import Batch, TextEncoder
 from contract import SENTENCE_EMBEDDING, Artifact
+
+if TYPE_CHECKING:
+    from app.runtimes.onnx import OnnxRuntime
+    from app.runtimes.torch import TorchRuntime
 
 Vectors = npt.NDArray[np.float32]
 
@@ -35,7 +39,7 @@ class Embedder(BatchModel):
         super().__init__(artifact, runtime)
         self.spec = dict(artifact.manifest["embedding"])
         self._encoder: TextEncoder | None = None
-        self._forward: Any = None
+        self._forward: Callable[[Batch], Vectors] | None = None
 
     @property
     def dimension(self) -> int:
@@ -44,17 +48,15 @@ class Embedder(BatchModel):
     def load(self) -> None:
         self._encoder = TextEncoder(self.artifact.hf_dir, self.artifact.max_length)
         if self.runtime.name == "onnx":
-            self.artifact.require(str(self.artifact.onnx["model"]))
-            session = self.runtime.session(self.artifact.onnx_model, ("input_ids", "attention_mask"))  # type: ignore[attr-defined]
-            self._forward = lambda batch: self.runtime.run(session, ["embeddings"], _feed(batch))[0]  # type: ignore[attr-defined]
+            self._forward = _onnx_forward(self.artifact, cast("OnnxRuntime", self.runtime))
         else:
-            self._forward = _torch_forward(self.artifact, self.runtime, self.spec)
+            self._forward = _torch_forward(self.artifact, cast("TorchRuntime", self.runtime), self.spec)
 
     def warmup(self) -> None:
         self.predict(["warm-up", "a second and somewhat longer text, so that padding is exercised too"])
 
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
-        if self._encoder is None:
+        if self._encoder is None or self._forward is None:
             raise RuntimeError(f"{self.artifact.name}: used before load()")
         batch = self._encoder.encode(texts)
         vectors = np.asarray(self._forward(batch), dtype=np.float32)
@@ -68,11 +70,19 @@ class Embedder(BatchModel):
         return {"dimension": self.dimension, "pooling": self.spec["pooling"], "normalize": self.spec["normalize"]}
 
 
-def _feed(batch: Batch) -> dict[str, npt.NDArray[np.int64]]:
-    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+def _onnx_forward(artifact: Artifact, runtime: OnnxRuntime) -> Callable[[Batch], Vectors]:
+    """``model.onnx`` pools and normalises in the graph: its output ``embeddings`` is the result."""
+    artifact.require(str(artifact.onnx["model"]))
+    session = runtime.session(artifact.onnx_model, ("input_ids", "attention_mask"))
+
+    def forward(batch: Batch) -> Vectors:
+        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        return np.asarray(runtime.run(session, ["embeddings"], feed)[0], dtype=np.float32)
+
+    return forward
 
 
-def _torch_forward(artifact: Artifact, runtime: Any, spec: dict[str, Any]) -> Any:
+def _torch_forward(artifact: Artifact, runtime: TorchRuntime, spec: dict[str, Any]) -> Callable[[Batch], Vectors]:
     import torch
     from transformers import AutoModel
 
@@ -89,7 +99,7 @@ def _torch_forward(artifact: Artifact, runtime: Any, spec: dict[str, Any]) -> An
                 pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             if spec["normalize"]:
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-            return runtime.numpy(pooled)  # type: ignore[no-any-return]
+            return runtime.numpy(pooled)
 
     return forward
 
