@@ -36,7 +36,8 @@ from app.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app.main")
 
-DESCRIPTION = """Sentiment classification served from the artifacts that `training/` exports to `models/`.
+DESCRIPTION = """Text classification (sentiment), generation and embeddings served from the artifacts that
+`training/` exports to `models/`.
 
 Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: true`); texts beyond
 `APP_MAX_TEXT_CHARS` characters or requests beyond `APP_MAX_BATCH_TEXTS` texts are rejected with 422.
@@ -46,6 +47,8 @@ Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: tr
 
 Text generation: `POST /v1/generate` (JSON or server-sent events) and the OpenAI-compatible
 `POST /v1/completions`; `max_new_tokens` is capped by `APP_MAX_NEW_TOKENS`.
+
+Sentence embeddings: the OpenAI-compatible `POST /v1/embeddings` (unit-length vectors, float or base64).
 
 When API keys are configured, `/v1/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>` (Authorize)."""
 

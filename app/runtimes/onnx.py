@@ -68,7 +68,7 @@ class OnnxRuntime(Runtime):
         if inputs is not None and names != set(inputs):
             raise ValueError(f"{path.name}: ONNX graph inputs {sorted(names)} differ from the contract's "
                              f"{sorted(inputs)}")
-        log.info("%s: onnxruntime %s session, providers %s, %d intra-op threads", path.name, ort.__version__, used,
+        log.info("%s: onnxruntime %s providers in use: %s (%d intra-op threads)", path.name, ort.__version__, used,
                  self.threads)
         return session
 

@@ -4,7 +4,6 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const ATTENTION_TASKS = ["sentiment", "text-generation"];  // tasks whose engines implement attend()
 const $ = (id) => document.getElementById(id);
 const state = { data: null };
 
@@ -33,7 +32,7 @@ async function loadModels(wanted) {
   const response = await fetch("/v1/models");
   const body = await response.json();
   const select = $("model");
-  for (const model of body.models.filter((m) => m.status === "ready" && ATTENTION_TASKS.includes(m.task))) {
+  for (const model of body.models.filter((m) => m.status === "ready" && (m.capabilities || []).includes("attention"))) {
     select.append(new Option(`${model.name} (${model.task})`, model.name));
   }
   if (wanted) select.value = wanted;
