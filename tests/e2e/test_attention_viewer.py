@@ -58,7 +58,7 @@ def test_viewer_lists_generators_and_draws_the_next_token(tiny_artifact: Path, t
         page = f"{server.url}/attention?" + urlencode({"text": text, "model": "tiny-gpt2", "layer": 1, "head": 1})
         dom = chromium(tmp_path / "profile", "--dump-dom", page)
         assert '<option value="tiny-gpt2">tiny-gpt2 (text-generation)</option>' in dom
-        assert '<option value="tiny-sentiment">tiny-sentiment (sentiment)</option>' in dom
+        assert '<option value="tiny-sentiment">tiny-sentiment (text-classification)</option>' in dom
         assert 'data-drawn="lines"' in dom and len(re.findall(r"<line ", dom)) == count * count
         assert 'data-type="next_token"' in dom and "Next token: " in dom
         quoted = html.escape(json.dumps(best["text"], ensure_ascii=False), quote=False)
