@@ -1,4 +1,6 @@
-"""The one place that maps the service's errors to HTTP: status per error kind, headers, the JSON body.
+"""The one place that maps the service's errors to HTTP: status per error kind, headers, and the JSON body in
+the envelope of the protocol a route speaks (the service's own; OpenAI's on chat completions; the Open
+Inference Protocol's on /v2).
 
 Expected errors (`ServiceError` kinds, validation, routing) become 4xx/503/504 with a clear JSON message;
 anything else is logged with the request id and answered with a generic 500.
@@ -60,16 +62,40 @@ def headers_of(exc: ServiceError) -> dict[str, str]:
     return {}
 
 
+OPENAI_PATHS = ("/v1/chat/completions",)
+"""Routes that answer errors in OpenAI's envelope: ``{"error": {"message", "type", "param", "code"}}``."""
+KSERVE_PREFIX = "/v2"
+"""Routes of the Open Inference Protocol (KServe v2): ``{"error": "<message>"}``, 400 for invalid input."""
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
+                429: "rate_limit_error"}
+
+
 def error_body(request: Request, code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, "code": code, "request_id": request_id_of(request), **extra}
 
 
+def _respond(request: Request, status: int, code: str, message: str, extra: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    """One error response, in the envelope of the protocol the request's route speaks."""
+    path = request.url.path
+    if path == KSERVE_PREFIX or path.startswith(KSERVE_PREFIX + "/"):
+        return _response(request, 400 if status == STATUS[InvalidInput] else status, {"error": message}, headers)
+    if path in OPENAI_PATHS:
+        detail = (extra or {}).get("detail") or [{}]
+        param = ".".join(str(p) for p in detail[0].get("loc", ())[1:]) or None
+        body = {"error": {"message": message, "type": OPENAI_TYPES.get(status, "server_error"), "param": param,
+                          "code": code}}
+        return _response(request, status, body, headers)
+    return _response(request, status, error_body(request, code, message, **(extra or {})), headers)
+
+
 def error_response(request: Request, exc: ServiceError) -> JSONResponse:
-    """The service's JSON error for ``exc`` (also used outside the exception handlers, by middleware)."""
+    """The error response for ``exc`` (also used outside the exception handlers, by middleware)."""
     status = status_of(exc)
     if status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
-    return _response(request, status, error_body(request, exc.code, exc.message, **exc.extra), headers_of(exc))
+    return _respond(request, status, exc.code, exc.message, exc.extra, headers_of(exc))
 
 
 def _response(request: Request, status: int, body: dict[str, Any],
@@ -87,8 +113,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = [{key: err[key] for key in ("loc", "msg", "type") if key in err} for err in exc.errors()]
     summary = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in detail)
-    return _response(request, STATUS[InvalidInput],
-                     error_body(request, InvalidInput.code, f"invalid request: {summary}", detail=detail))
+    return _respond(request, STATUS[InvalidInput], InvalidInput.code, f"invalid request: {summary}",
+                    {"detail": detail})
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -96,13 +122,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     phrase = next((status.phrase for status in HTTPStatus if status == exc.status_code), "HTTP error")
     code = phrase.lower().replace(" ", "_")
-    return _response(request, exc.status_code, error_body(request, code, str(exc.detail)), dict(exc.headers or {}))
+    return _respond(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s on %s %s (request_id=%s)", type(exc).__name__, request.method, request.url.path,
               request_id_of(request), exc_info=exc)
-    return _response(request, 500, error_body(request, ServiceError.code, "internal server error"))
+    return _respond(request, 500, ServiceError.code, "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
