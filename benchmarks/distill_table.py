@@ -27,8 +27,8 @@ from safetensors import safe_open
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
+from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
-from training.data import read_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 32)

@@ -29,8 +29,8 @@ from servers import REPO, app_argv, app_env, free_port, linked_models, machine_i
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
 
+from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
-from training.data import read_examples
 
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -39,8 +39,8 @@ from servers import (
 )
 from wrk import run_wrk
 
+from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
-from training.data import read_examples
 
 RESULTS = REPO / "benchmarks" / "results"
 BASELINE_SCRIPTS = {"naive": "naive_server.py", "litserve": "litserve_server.py"}

@@ -27,8 +27,8 @@ import psutil
 from servers import REPO, Server, app_argv, app_env, free_port, linked_models, machine_info, serve, tree_rss
 from wrk import WrkResult, run_wrk
 
+from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
-from training.data import read_examples
 
 MIB = 2**20
 FALLBACK_TEXTS = ["A warm, funny and beautifully acted film.", "Dull and far too long.",

@@ -91,7 +91,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
     """A sentiment artifact written by the real export code (untrained tiny BERT): models_dir/tiny-sentiment."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from training.export import export_classifier
+    from training.export.text_classification import export_classifier
 
     models_dir = tmp_path_factory.mktemp("models")
     model = AutoModelForSequenceClassification.from_pretrained(

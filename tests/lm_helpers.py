@@ -27,9 +27,9 @@ def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from training.causal_lm import gpt2_config
-    from training.lm_data import train_tokenizer
-    from training.lm_export import export_lm
+    from training.export.text_generation import export_lm
+    from training.language_model.causal_lm import gpt2_config
+    from training.language_model.corpus import train_tokenizer
 
     tokenizer = train_tokenizer(LINES * 4, vocab_size=320, max_length=CONTEXT)
     torch.manual_seed(0)

@@ -1,27 +1,36 @@
-"""Command line: `python -m training <verb> [--config recipe.yaml] [--section.field value ...]`."""
+"""Command line: `python -m training <verb> [--config recipe.yaml] [--section.field value ...]`.
+
+The verb table: each verb is the typed function of its module in training/verbs/ (its name is the verb, its
+arguments the flags, its docstring the help).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from jsonargparse import CLI
+
+from training.verbs.distill import distill
+from training.verbs.export import export
+from training.verbs.import_gguf import import_gguf
+from training.verbs.lm import lm
+from training.verbs.quantize import quantize
+from training.verbs.sentiment import sentiment
+
+VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf]
 
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("onnx_ir").setLevel(logging.WARNING)
+    for noisy in ("onnx_ir", "onnxscript"):  # the exporter's optimiser logs every rewrite at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    from jsonargparse import CLI
-
-    from training.distill import distill
-    from training.export import export
-    from training.gguf_import import import_gguf
-    from training.lm import lm
-    from training.quantize import quantize
-    from training.sentiment import sentiment
-
-    CLI([sentiment, distill, export, quantize, lm, import_gguf], as_positional=False)
+    CLI(VERBS, as_positional=False)
 
 
 if __name__ == "__main__":

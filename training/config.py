@@ -114,7 +114,7 @@ class LMModelConfig:
     base_model: str | None = None
     """HF causal-LM folder or hub id to fine-tune (its tokenizer is used); None = GPT-2 from `preset`."""
     preset: str = "small"
-    """GPT-2 size when training from scratch: tiny, small, medium (see training/causal_lm.py)."""
+    """GPT-2 size when training from scratch: tiny, small, medium (see training/language_model/causal_lm.py)."""
     context_length: int = 256
     learning_rate: float = 6e-4
     weight_decay: float = 0.1

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from contract import LEGACY_CLASSIFICATION, TEXT_CLASSIFICATION, ArtifactError, sha256_file, validate_manifest
 from tests.conftest import LABELS, make_tiny_base, train_toy_classifier
 from training.config import DataConfig, ModelConfig, OutputConfig, TrainerConfig
-from training.distill import DistillConfig, distill
-from training.export import export_classifier
-from training.manifest import sha256_file, validate_manifest
+from training.export.text_classification import export_classifier
+from training.verbs.distill import DistillConfig, distill, load_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +81,21 @@ def test_training_loss_falls(teacher_artifact: Path, distilled: tuple[Path, str]
         losses = [float(row["train_loss"]) for row in csv.DictReader(fh) if row.get("train_loss")]
     assert len(losses) >= 10
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
+
+
+def test_a_teacher_of_schema_1_3_with_task_sentiment_is_accepted(teacher_artifact: Path, tmp_path: Path) -> None:
+    legacy = Path(shutil.copytree(teacher_artifact, tmp_path / teacher_artifact.name))
+    manifest = json.loads((legacy / "manifest.json").read_text())
+    assert manifest["task"] == TEXT_CLASSIFICATION
+    manifest.update(task=LEGACY_CLASSIFICATION, schema_version="1.3")
+    (legacy / "manifest.json").write_text(json.dumps(manifest))
+    teacher, _, artifact = load_teacher(legacy)
+    assert artifact.task == TEXT_CLASSIFICATION and artifact.labels == LABELS and artifact.max_length == 32
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_a_teacher_whose_files_changed_is_refused(teacher_artifact: Path, tmp_path: Path) -> None:
+    tampered = Path(shutil.copytree(teacher_artifact, tmp_path / teacher_artifact.name))
+    (tampered / "hf" / "config.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=r"hf/config\.json"):
+        load_teacher(tampered)

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from contract import LEGACY_CLASSIFICATION, SCHEMA_VERSION, TEXT_CLASSIFICATION, open_artifact, sha256_file
 from tests.conftest import LABELS, train_toy_classifier
 from tests.integration.conftest import serve
 from training.config import DataConfig
-from training.export import export_classifier
-from training.manifest import SCHEMA_VERSION, read_verified_manifest, sha256_file
-from training.quantize import INT8, quantize
+from training.export.int8 import INT8
+from training.export.text_classification import export_classifier
+from training.verbs.quantize import quantize
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, tiny_data: Pa
 
 
 def test_export_writes_the_int8_variant_with_its_accuracy(toy: Path) -> None:
-    manifest = read_verified_manifest(toy)
+    manifest = open_artifact(toy).manifest
     variant = manifest["onnx"]["variants"]["int8"]
     assert variant["model"] == INT8 and INT8 in manifest["files"]
     assert variant["quantization"]["weight_type"] == "QInt8"
@@ -50,8 +51,8 @@ def test_quantize_verb_adds_the_variant_atomically(tiny_artifact: Path, tiny_dat
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "models" / tiny_artifact.name))
     before = json.loads((artifact / "manifest.json").read_text())
     assert quantize(artifact, DataConfig(data_dir=str(tiny_data)), threads=1) == artifact
-    manifest = read_verified_manifest(artifact)  # schema-valid, every checksum right
-    assert manifest["schema_version"] == SCHEMA_VERSION
+    manifest = open_artifact(artifact).manifest  # schema-valid, every size and checksum right
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["task"] == TEXT_CLASSIFICATION
     assert manifest["files"][INT8]["sha256"] == sha256_file(artifact / INT8)
     assert manifest["files"][INT8]["bytes"] == (artifact / INT8).stat().st_size
     accuracy = manifest["onnx"]["variants"]["int8"]["metrics"]["test_accuracy"]
@@ -64,6 +65,23 @@ def test_quantize_verb_adds_the_variant_atomically(tiny_artifact: Path, tiny_dat
         quantize(artifact, DataConfig(data_dir=str(tiny_data), labels=["bad", "good"]))
 
 
+def test_quantize_takes_a_schema_1_3_sentiment_artifact_and_writes_the_current_task(
+        tiny_artifact: Path, tiny_data: Path, tmp_path: Path) -> None:
+    artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "models" / tiny_artifact.name))
+    legacy = json.loads((artifact / "manifest.json").read_text())
+    legacy.update(task=LEGACY_CLASSIFICATION, schema_version="1.3")
+    (artifact / "manifest.json").write_text(json.dumps(legacy))
+    quantize(artifact, DataConfig(data_dir=str(tiny_data)), threads=1)
+    manifest = open_artifact(artifact).manifest
+    assert (manifest["task"], manifest["schema_version"]) == (TEXT_CLASSIFICATION, SCHEMA_VERSION)
+    assert INT8 in manifest["files"] and manifest["created_at"] == legacy["created_at"]
+
+
+def test_quantize_refuses_other_tasks(tiny_lm_artifact: Path) -> None:
+    with pytest.raises(ValueError, match="only text-classification artifacts"):
+        quantize(tiny_lm_artifact, DataConfig())
+
+
 def sentiment(client: Any, model: str) -> list[str]:
     response = client.post("/v1/sentiment", json={"texts": SENTENCES, "model": model})
     assert response.status_code == 200, response.text
@@ -71,7 +89,7 @@ def sentiment(client: Any, model: str) -> list[str]:
 
 
 def test_the_app_serves_the_int8_variant_beside_fp32(toy: Path) -> None:
-    variant_accuracy = read_verified_manifest(toy)["onnx"]["variants"]["int8"]["metrics"]["test_accuracy"]
+    variant_accuracy = open_artifact(toy).manifest["onnx"]["variants"]["int8"]["metrics"]["test_accuracy"]
     with serve(toy.parent) as client:
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert set(models) == {"toy", "toy-int8"}
@@ -90,7 +108,7 @@ def test_onnx_variant_setting_serves_int8_under_the_plain_name(toy: Path) -> Non
         assert models["toy"]["runtime"]["variant"] == "int8"
         assert models["toy-int8"]["runtime"]["variant"] == "int8"
         assert sentiment(client, "toy") == sentiment(client, "toy-int8")
-    with serve(toy.parent, backend="torch") as client:
+    with serve(toy.parent, runtime="torch") as client:
         assert [m["name"] for m in client.get("/v1/models").json()["models"]] == ["toy"]
 
 
@@ -98,7 +116,7 @@ def test_a_reload_after_quantize_serves_the_new_variant(tiny_artifact: Path, tin
                                                        tmp_path: Path) -> None:
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "models" / tiny_artifact.name))
     with serve(artifact.parent) as client:
-        registry = client.app.state.registry
+        registry = client.app.state.service.registry
         assert "tiny-sentiment-int8" not in registry.entries
         quantize(artifact, DataConfig(data_dir=str(tiny_data)), threads=1)
         registry.reload("tiny-sentiment")

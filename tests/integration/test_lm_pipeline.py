@@ -9,20 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import load_schema, open_artifact
-from app.backends.generation import generator_class
-from app.backends.generation.base import GenerationParams, Generator
-from app.backends.generation.sampling import SamplingParams
+from app.tasks.generation.generator import GenerationParams, Generator
+from app.tasks.generation.sampling import SamplingParams
+from contract import SCHEMA_VERSION, load_schema, open_artifact
+from tests.app_helpers import make_model
 from tests.lm_helpers import write_corpus
 from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerConfig
-from training.lm import lm
-from training.manifest import SCHEMA_PATH, SCHEMA_VERSION, read_verified_manifest
+from training.verbs.lm import lm
 
 pytestmark = pytest.mark.slow
 
 
 def loaded(artifact: Path, kind: str) -> Generator:
-    generator = generator_class(kind)(open_artifact(artifact, load_schema(SCHEMA_PATH)), "cpu", 1)
+    generator = make_model(open_artifact(artifact, load_schema()), kind)
     generator.load()
     return generator
 
@@ -34,7 +33,7 @@ def test_lm_trains_logs_perplexity_and_exports(tmp_path: Path) -> None:
                   LMModelConfig(preset="tiny", context_length=32, learning_rate=3e-3, warmup_steps=2),
                   TrainerConfig(max_steps=12, val_check_interval=6, log_every_n_steps=2, threads=1),
                   OutputConfig(name="lm-test", models_dir=str(tmp_path / "models"), runs_dir=str(tmp_path / "runs")))
-    manifest = read_verified_manifest(artifact)
+    manifest = open_artifact(artifact).manifest
     assert manifest["task"] == "text-generation" and manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["generation"]["context_length"] == 32 and manifest["generation"]["eos_token_id"] == 0
     assert manifest["onnx"]["max_abs_diff"]["logits"] < 1e-3

@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from contract import TEXT_CLASSIFICATION, open_artifact, sha256_file, validate_manifest
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
-from training.export import export
-from training.manifest import sha256_file, validate_manifest
-from training.sentiment import run
+from training.verbs.export import export
+from training.verbs.sentiment import run
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +68,7 @@ def test_artifact_is_complete_and_checksums_match(trained: tuple[Path, Path]) ->
     _, artifact = trained
     manifest = json.loads((artifact / "manifest.json").read_text())
     validate_manifest(manifest)
+    assert manifest["task"] == TEXT_CLASSIFICATION and open_artifact(artifact).labels == ["negative", "positive"]
     for name in ["model.onnx", "model.attn.onnx", "hf/config.json", "hf/model.safetensors", "hf/tokenizer.json",
                  "training_curve.png"]:
         assert name in manifest["files"], name

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import torch
 
 from tests.conftest import LABELS
-from training.classifier import SentimentClassifier
+from training.classification.classifier import TextClassifier
 
 
-def make(tiny_base: Path, **kw) -> SentimentClassifier:
-    module = SentimentClassifier(str(tiny_base), LABELS, learning_rate=1e-3, warmup_ratio=0.1, **kw)
+def make(tiny_base: Path, **kw) -> TextClassifier:
+    module = TextClassifier(str(tiny_base), LABELS, learning_rate=1e-3, warmup_ratio=0.1, **kw)
     module._trainer = SimpleNamespace(estimated_stepping_batches=100)  # type: ignore[assignment]
     return module
 

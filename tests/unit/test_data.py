@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data import DataError, LengthGroupedBatchSampler, pad_collate, read_examples
+from training.classification.data import DataError, LengthGroupedBatchSampler, pad_collate, read_examples
 
 LABELS = ["negative", "positive"]
 

@@ -13,8 +13,13 @@ from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import LABELS, make_sentences, make_tiny_base
-from training.data import EncodedDataset, pad_collate
-from training.distillation import DistillationModule, default_layers, distillation_loss, make_student
+from training.classification.data import EncodedDataset, pad_collate
+from training.classification.knowledge_distillation import (
+    DistillationModule,
+    default_layers,
+    distillation_loss,
+    make_student,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.lm_helpers import LINES, write_corpus
-from training.lm_data import EOS, pack, read_corpus, split_documents, train_tokenizer
+from training.language_model.corpus import EOS, pack, read_corpus, split_documents, train_tokenizer
 
 
 def test_read_corpus_is_seeded_and_capped(tmp_path: Path) -> None:

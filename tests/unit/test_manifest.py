@@ -1,4 +1,5 @@
-"""The artifact contract: schema validation, checksums, atomic publish."""
+"""Writing artifacts the way training/ does, through the contract package: schema validation, checksums, atomic
+publish."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from training.manifest import (
+from contract import (
+    LEGACY_CLASSIFICATION,
     SCHEMA_PATH,
+    SCHEMA_VERSION,
+    TEXT_CLASSIFICATION,
     file_table,
+    open_artifact,
     publish,
     sha256_file,
     staging_dir,
@@ -21,7 +26,7 @@ from training.manifest import (
 
 FIELDS = {
     "name": "demo",
-    "task": "sentiment",
+    "task": TEXT_CLASSIFICATION,
     "labels": ["negative", "positive"],
     "base_model": "tiny",
     "max_length": 32,
@@ -42,7 +47,7 @@ def test_written_manifest_is_valid_and_lists_every_file(tmp_path: Path) -> None:
     manifest = artifact(tmp_path)
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk == manifest
-    assert manifest["schema_version"].startswith("1.")
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert set(manifest["files"]) == {"hf/config.json", "model.onnx"}
     assert manifest["files"]["model.onnx"] == {"sha256": sha256_file(tmp_path / "model.onnx"), "bytes": 5}
     assert "torch" in manifest["exporter"]
@@ -68,8 +73,23 @@ def test_schema_rejects_broken_manifests(tmp_path: Path, breakage) -> None:
         validate_manifest(manifest)
 
 
-def test_schema_file_is_the_one_in_models() -> None:
-    assert SCHEMA_PATH.parent.name == "models" and SCHEMA_PATH.is_file()
+def test_a_legacy_sentiment_task_still_validates(tmp_path: Path) -> None:
+    manifest = artifact(tmp_path)
+    validate_manifest({**manifest, "task": LEGACY_CLASSIFICATION, "schema_version": "1.3"})
+
+
+def test_the_schema_is_the_contract_package_data() -> None:
+    assert SCHEMA_PATH.parent.name == "contract" and SCHEMA_PATH.is_file()
+
+
+def test_a_written_artifact_opens_with_strong_verification(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    (root / "hf").mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        (root / "hf" / name).write_text("{}")
+    (root / "model.onnx").write_bytes(b"\x00onnx")
+    write_manifest(root, copy.deepcopy(FIELDS))
+    assert open_artifact(root).task == TEXT_CLASSIFICATION
 
 
 def test_file_table_changes_when_a_byte_changes(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`python -m training distill`: distil a sentiment artifact (teacher) into a smaller student and export it."""
+"""`python -m training distill`: distil a text-classification artifact (the teacher) into a smaller student, test
+both, export the student."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from contract import TEXT_CLASSIFICATION, Artifact, open_artifact
+from training.classification.data import EncodedDataset, TextClassificationDataModule, pad_collate
+from training.classification.knowledge_distillation import DistillationModule, default_layers, make_student
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
-from training.data import EncodedDataset, TextClassificationDataModule, pad_collate
-from training.distillation import DistillationModule, default_layers, make_student
-from training.export import export_classifier
-from training.manifest import read_verified_manifest
+from training.export.text_classification import export_classifier
 from training.plots import plot_training_curves
-from training.sentiment import fit_and_test
+from training.trainer import fit_and_test
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class DistillRunConfig(SentimentConfig):
 def distill(data: DataConfig | None = None, model: ModelConfig | None = None,
             trainer: TrainerConfig | None = None, output: DistillOutputConfig | None = None,
             distillation: DistillConfig | None = None, seed: int = 42) -> Path:
-    """Distil a trained sentiment artifact into a smaller student, test both, export the student.
+    """Distil a trained text-classification artifact into a smaller student, test both, export the student.
 
     Loss: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels).
 
@@ -72,14 +73,14 @@ def distill(data: DataConfig | None = None, model: ModelConfig | None = None,
                                 seed=seed, distillation=distillation or DistillConfig()))
 
 
-def load_teacher(path: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """The frozen eval-mode HF model, tokenizer and manifest of a verified sentiment artifact."""
-    manifest = read_verified_manifest(path)
-    if manifest["task"] != "sentiment":
-        raise ValueError(f"{path}: teacher must be a sentiment artifact, not {manifest['task']!r}")
-    hf = path / manifest["hf_dir"]
-    teacher = AutoModelForSequenceClassification.from_pretrained(hf, attn_implementation="sdpa")
-    return teacher.eval().requires_grad_(False), AutoTokenizer.from_pretrained(hf), manifest
+def load_teacher(path: Path) -> tuple[nn.Module, Any, Artifact]:
+    """The frozen eval-mode HF model and tokenizer of a verified text-classification artifact (``sentiment`` of
+    schemas <= 1.3 included), and the artifact."""
+    artifact = open_artifact(path)
+    if artifact.task != TEXT_CLASSIFICATION:
+        raise ValueError(f"{path}: the teacher must be a {TEXT_CLASSIFICATION} artifact, not {artifact.task!r}")
+    teacher = AutoModelForSequenceClassification.from_pretrained(artifact.hf_dir, attn_implementation="sdpa")
+    return teacher.eval().requires_grad_(False), AutoTokenizer.from_pretrained(artifact.hf_dir), artifact
 
 
 def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch_size: int,
@@ -115,8 +116,8 @@ def run(cfg: DistillRunConfig) -> Path:
         raise ValueError(f"output {models_dir / cfg.output.name} would overwrite the teacher")
     if cfg.model.base_model:
         raise ValueError("distill takes the student from --distillation.student, not --model.base_model")
-    teacher, teacher_tokenizer, manifest = load_teacher(teacher_dir)
-    labels, max_length = list(manifest["labels"]), int(manifest["max_length"])
+    teacher, teacher_tokenizer, artifact = load_teacher(teacher_dir)
+    labels, max_length = artifact.labels, artifact.max_length
     if list(cfg.data.labels) != labels:
         raise ValueError(f"data labels {list(cfg.data.labels)} differ from the teacher's {labels}")
     run_dir = Path(cfg.output.runs_dir) / cfg.output.name
@@ -155,7 +156,7 @@ def run(cfg: DistillRunConfig) -> Path:
     teacher_acc = _accuracy(predict_logits(teacher, teacher_data.splits["test"], teacher_pad,
                                            cfg.data.eval_batch_size, desc="teacher test"),
                             teacher_data.splits["test"])
-    distillation = {"teacher": manifest["name"], "teacher_path": str(teacher_dir.resolve()),
+    distillation = {"teacher": artifact.name, "teacher_path": str(teacher_dir.resolve()),
                     "student": dcfg.student or "derived", "alpha": dcfg.alpha, "temperature": dcfg.temperature,
                     "student_layers": layers if dcfg.student is None else None,
                     "teacher_test_accuracy": teacher_acc, "student_test_accuracy": metrics["test_accuracy"],

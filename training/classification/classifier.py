@@ -1,4 +1,5 @@
-"""LightningModule fine-tuning any Hugging Face sequence classifier."""
+"""The text classifier: a LightningModule fine-tuning any Hugging Face sequence classifier (sentiment is this with
+the labels negative/positive)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def build_classifier(base_model: str, labels: list[str], attn_implementation: st
     return model.train()  # from_pretrained returns eval mode: dropout would be off
 
 
-class SentimentClassifier(L.LightningModule):
+class TextClassifier(L.LightningModule):
+    """Cross-entropy over ``labels``; logs loss, accuracy and macro F1 on validation and test."""
+
     def __init__(self, base_model: str, labels: list[str], learning_rate: float = 5e-5,
                  weight_decay: float = 0.01, warmup_ratio: float = 0.06, freeze_embeddings: bool = False) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""`python -m training export`: write a classifier as a self-describing artifact in models/<name>/."""
+"""Writing a text classifier as a `text-classification` artifact: HF folder, the logits graph (model.onnx), the
+attention graph (model.attn.onnx), optionally the int8 graph, each verified against PyTorch; manifest."""
 
 from __future__ import annotations
 
@@ -8,16 +9,41 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from torch import nn
+from transformers import AutoModelForSequenceClassification
 
-from training import onnx_graphs
+from contract import TEXT_CLASSIFICATION, publish, staging_dir, write_manifest
 from training.config import DataConfig
-from training.manifest import publish, staging_dir, write_manifest
-from training.quantize import int8_variant
+from training.export import onnx_graph
+from training.export.int8 import int8_variant
 
 log = logging.getLogger(__name__)
 
 ATOL = {"logits": 1e-3, "attentions": 1e-4}
+
+
+class LogitsGraph(nn.Module):
+    """(input_ids, attention_mask) -> logits [batch, labels]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits
+
+
+class AttentionGraph(nn.Module):
+    """Logits plus every layer's attention weights stacked as [layers, batch, heads, query, key]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+        return out.logits, torch.stack(out.attentions)
 
 
 def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *, labels: list[str],
@@ -26,7 +52,7 @@ def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *
                       int8: DataConfig | None = None) -> Path:
     """HF folder + model.onnx + model.attn.onnx + manifest.json, verified, then published atomically.
 
-    ``int8``: also write model.int8.onnx, measured on this data's test split (`training.quantize`).
+    ``int8``: also write model.int8.onnx, measured on this data's test split (`training.export.int8`).
     """
     stage = staging_dir(models_dir, name)
     try:
@@ -34,28 +60,28 @@ def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *
         model.save_pretrained(hf, safe_serialization=True)
         tokenizer.save_pretrained(hf)
         eager = AutoModelForSequenceClassification.from_pretrained(hf, attn_implementation="eager").eval()
-        cases = onnx_graphs.sample_inputs(eager.config.vocab_size, max_length)
+        cases = onnx_graph.sample_inputs(eager.config.vocab_size, max_length)
         log.info("exporting %s: logits graph", name)
-        onnx_graphs.export_graph(onnx_graphs.LogitsGraph(eager), stage / "model.onnx", ["logits"], max_length)
-        diffs = onnx_graphs.verify(onnx_graphs.LogitsGraph(eager), stage / "model.onnx", cases, ["logits"], ATOL)
+        onnx_graph.export_graph(LogitsGraph(eager), stage / "model.onnx", ["logits"], max_length)
+        diffs = onnx_graph.verify(LogitsGraph(eager), stage / "model.onnx", cases, ["logits"], ATOL)
         log.info("exporting %s: attention graph", name)
         attn_outputs = ["logits", "attentions"]
-        graph = onnx_graphs.AttentionGraph(eager)
-        onnx_graphs.export_graph(graph, stage / "model.attn.onnx", attn_outputs, max_length)
-        attn_diffs = onnx_graphs.verify(graph, stage / "model.attn.onnx", cases, attn_outputs, ATOL)
+        graph = AttentionGraph(eager)
+        onnx_graph.export_graph(graph, stage / "model.attn.onnx", attn_outputs, max_length)
+        attn_diffs = onnx_graph.verify(graph, stage / "model.attn.onnx", cases, attn_outputs, ATOL)
         if curve is not None and curve.is_file():
             shutil.copy(curve, stage / "training_curve.png")
         fields: dict[str, Any] = {
             "name": name,
-            "task": "sentiment",
+            "task": TEXT_CLASSIFICATION,
             "labels": labels,
             "base_model": base_model,
             "max_length": max_length,
             "onnx": {
                 "model": "model.onnx",
                 "attention": "model.attn.onnx",
-                "opset": onnx_graphs.OPSET,
-                "inputs": onnx_graphs.INPUTS,
+                "opset": onnx_graph.OPSET,
+                "inputs": onnx_graph.INPUTS,
                 "outputs": ["logits"],
                 "attention_outputs": attn_outputs,
                 "max_abs_diff": {"logits": max(diffs["logits"], attn_diffs["logits"]),
@@ -77,26 +103,3 @@ def export_classifier(model: Any, tokenizer: Any, models_dir: Path, name: str, *
     log.info("wrote %s (ORT max abs diff: logits %.1e, attentions %.1e)", final, diffs["logits"],
              attn_diffs["attentions"])
     return final
-
-
-def export(checkpoint: Path, name: str = "sentiment-minilm", models_dir: Path = Path("models"),
-           max_length: int = 128) -> Path:
-    """Export a Lightning checkpoint of `training sentiment` (metrics are taken from the checkpoint's run).
-
-    Args:
-        checkpoint: a .ckpt written by `python -m training sentiment` (runs/<name>/checkpoints/...).
-        name: artifact folder name under models_dir.
-        models_dir: where artifacts live.
-        max_length: tokens kept per text (longer inputs are truncated).
-    """
-    from training.classifier import SentimentClassifier
-    from training.sentiment import read_run_metrics
-
-    module = SentimentClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    hp = dict(module.hparams)
-    tokenizer = AutoTokenizer.from_pretrained(hp["base_model"])
-    run_dir = Path(checkpoint).resolve().parent.parent
-    metrics = read_run_metrics(run_dir)
-    return export_classifier(module.model, tokenizer, Path(models_dir), name, labels=list(hp["labels"]),
-                             base_model=hp["base_model"], max_length=max_length, metrics=metrics,
-                             training={"checkpoint": str(checkpoint), **hp}, curve=run_dir / "training_curve.png")

@@ -1,10 +1,12 @@
-"""ONNX export of classifiers (logits graph and attention graph) and ORT-vs-PyTorch verification."""
+"""One ONNX graph over (input_ids, attention_mask): dynamo export with dynamic batch and sequence axes, sample
+inputs of several shapes (padded rows too), and ORT-vs-PyTorch verification per output."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -14,28 +16,6 @@ INPUTS = ["input_ids", "attention_mask"]
 
 class ExportError(RuntimeError):
     """The exported graph disagrees with PyTorch beyond tolerance."""
-
-
-class LogitsGraph(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return logits
-
-
-class AttentionGraph(nn.Module):
-    """Logits plus every layer's attention weights stacked as [layers, batch, heads, query, key]."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
-        return out.logits, torch.stack(out.attentions)
 
 
 def export_graph(graph: nn.Module, path: Path, outputs: list[str], max_length: int) -> None:
@@ -66,8 +46,6 @@ def sample_inputs(vocab_size: int, max_length: int, seed: int = 0) -> list[dict[
 def verify(graph: nn.Module, onnx_path: Path, cases: list[dict[str, np.ndarray]], outputs: list[str],
            atol: dict[str, float]) -> dict[str, float]:
     """Max abs difference per output between ORT and PyTorch over ``cases``; raise beyond ``atol``."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = dict.fromkeys(outputs, 0.0)
     graph.eval()

@@ -1,5 +1,6 @@
-"""ONNX graphs of causal LMs and their ORT-vs-PyTorch verification: the decoder with a KV cache (logits,
-greedy tokens) and the attention graph (next-token logits and every layer's attention weights).
+"""Writing a causal LM as a `text-generation` artifact: HF folder, optional ONNX graphs verified against PyTorch
+(the decoder with a KV cache: logits and greedy tokens; the attention graph: next-token logits and every layer's
+attention weights), manifest.
 
 One decoder graph serves prefill and decode: it always takes a past of length >= 1. The first call passes one
 dummy past position (zeros, masked out by attention_mask = 0), so a past of length 0 never has to be exported.
@@ -8,17 +9,26 @@ Positions are explicit inputs, so the dummy slot does not shift them.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
-from transformers import DynamicCache
+from transformers import AutoModelForCausalLM, DynamicCache
 
-from training import onnx_graphs
-from training.onnx_graphs import OPSET, ExportError
+from contract import GENERATION, publish, staging_dir, write_manifest
+from training.export import onnx_graph
+from training.export.onnx_graph import OPSET, ExportError
 
+log = logging.getLogger(__name__)
+
+VERIFY_PROMPTS = ["The", "It was a dark and stormy night, and the sea"]
+VERIFY_STEPS = 16
+ATTENTION_GRAPH = "model.attn.onnx"
 ATTENTION_OUTPUTS = ["logits", "attentions"]
 ATTENTION_ATOL = {"logits": 1e-3, "attentions": 1e-4}
 ATTENTION_VERIFY_TOKENS = 64
@@ -85,8 +95,6 @@ class OrtDecoder:
     """A minimal greedy decoding loop over the exported graph (verification only; the app has its own)."""
 
     def __init__(self, path: Path, config: Any) -> None:
-        import onnxruntime as ort
-
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.layers, self.heads, self.head_dim = kv_shape(config)
 
@@ -171,7 +179,59 @@ def export_attention(model: nn.Module, path: Path, context_length: int) -> dict[
     against PyTorch on padded and unpadded inputs of up to ``ATTENTION_VERIFY_TOKENS`` tokens; returns the
     max abs difference per output (raises `ExportError` beyond ``ATTENTION_ATOL``)."""
     graph = NextTokenAttentionGraph(model)
-    onnx_graphs.export_graph(graph, path, ATTENTION_OUTPUTS, context_length)
+    onnx_graph.export_graph(graph, path, ATTENTION_OUTPUTS, context_length)
     vocab = int(model.config.vocab_size)  # type: ignore[union-attr]
-    cases = onnx_graphs.sample_inputs(vocab, min(context_length, ATTENTION_VERIFY_TOKENS))
-    return onnx_graphs.verify(graph, path, cases, ATTENTION_OUTPUTS, ATTENTION_ATOL)
+    cases = onnx_graph.sample_inputs(vocab, min(context_length, ATTENTION_VERIFY_TOKENS))
+    return onnx_graph.verify(graph, path, cases, ATTENTION_OUTPUTS, ATTENTION_ATOL)
+
+
+def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_model: str, context_length: int,
+              metrics: dict[str, Any], training: dict[str, Any], onnx: bool = True,
+              curve: Path | None = None) -> Path:
+    """HF folder (+ model.onnx verified against PyTorch: logits and 16 greedy tokens; + model.attn.onnx verified:
+    next-token logits and attentions) + manifest, published atomically."""
+    stage = staging_dir(models_dir, name)
+    try:
+        hf = stage / "hf"
+        model.save_pretrained(hf, safe_serialization=True)
+        tokenizer.save_pretrained(hf)
+        generation: dict[str, Any] = {
+            "context_length": context_length,
+            "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        }
+        fields: dict[str, Any] = {"name": name, "task": GENERATION, "base_model": base_model,
+                                  "max_length": context_length, "generation": generation, "metrics": metrics,
+                                  "training": training}
+        if onnx:
+            fields["onnx"] = _export_onnx(hf, stage / "model.onnx", tokenizer, context_length)
+        if curve is not None and curve.is_file():
+            shutil.copy(curve, stage / "training_curve.png")
+        write_manifest(stage, fields)
+        final = publish(stage, models_dir / name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    log.info("wrote %s", final)
+    return final
+
+
+def _export_onnx(hf: Path, path: Path, tokenizer: Any, context_length: int) -> dict[str, Any]:
+    eager = AutoModelForCausalLM.from_pretrained(hf, attn_implementation="eager").eval()
+    log.info("exporting the ONNX KV-cache decoder (%d layers)", kv_shape(eager.config)[0])
+    inputs, outputs = export_decoder(eager, path, context_length)
+    steps = min(VERIFY_STEPS, context_length // 2)
+    prompts = [(tokenizer(text, add_special_tokens=False)["input_ids"] or [0])[: context_length - steps]
+               for text in VERIFY_PROMPTS]
+    diff = verify_decoder(eager, path, prompts, steps)
+    log.info("ORT vs PyTorch: max abs logit diff %.1e, greedy tokens identical", diff)
+    attention = path.with_name(ATTENTION_GRAPH)
+    log.info("exporting the ONNX attention graph")
+    attention_diffs = export_attention(eager, attention, context_length)
+    log.info("attention graph, ORT vs PyTorch: max abs diff next-token logits %.1e, attentions %.1e",
+             attention_diffs["logits"], attention_diffs["attentions"])
+    return {"model": path.name, "opset": OPSET, "inputs": inputs, "outputs": outputs,
+            "attention": attention.name, "attention_outputs": ATTENTION_OUTPUTS,
+            "max_abs_diff": {"logits": diff, "attention_logits": attention_diffs["logits"],
+                             "attentions": attention_diffs["attentions"]}}

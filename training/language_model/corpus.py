@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from tokenizers import ByteLevelBPETokenizer
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import PreTrainedTokenizerFast
 
@@ -52,8 +53,6 @@ def split_documents(docs: Sequence[tuple[str, str]], val_fraction: float) -> tup
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
     """A GPT-2 style byte-level BPE trained on ``texts``; ``<|endoftext|>`` is bos, eos, unk and pad."""
-    from tokenizers import ByteLevelBPETokenizer
-
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS],
                             show_progress=False)

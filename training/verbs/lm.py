@@ -13,20 +13,22 @@ import lightning as L
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from training.causal_lm import CausalLM, gpt2_config
 from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerConfig
-from training.lm_data import CorpusDataModule, read_corpus, split_documents, train_tokenizer
-from training.lm_export import export_lm
+from training.export.text_generation import export_lm
+from training.language_model.causal_lm import CausalLM, gpt2_config
+from training.language_model.corpus import CorpusDataModule, read_corpus, split_documents, train_tokenizer
 from training.plots import plot_training_curves
-from training.sentiment import TEST_METRICS, make_trainer, resume_path
+from training.trainer import TEST_METRICS, best_checkpoint, make_trainer, resume_path
 
 log = logging.getLogger(__name__)
 
 
 def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
        trainer: TrainerConfig | None = None, output: OutputConfig | None = None, seed: int = 42) -> Path:
-    """Train a GPT-2 from scratch (BPE tokenizer trained on the corpus) or fine-tune an HF causal LM, report
-    held-out perplexity and export a text-generation artifact to models/<name>; returns that folder.
+    """Train a GPT-2 from scratch or fine-tune an HF causal LM on a .txt corpus, export it to models/<name>.
+
+    From scratch, a byte-level BPE is trained on the corpus first. Reports held-out perplexity; the artifact's task
+    is text-generation; returns its folder.
 
     Args:
         data: corpus folder of .txt files, character cap, held-out fraction, block size, BPE vocab, batching.
@@ -89,7 +91,7 @@ def fit_and_evaluate(module: CausalLM, datamodule: CorpusDataModule, cfg: Traine
     fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
     fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    best = fitter.checkpoint_callback.best_model_path if fitter.checkpoint_callback else ""  # type: ignore[union-attr]
+    best = best_checkpoint(fitter)
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     result = fitter.validate(module, datamodule=datamodule, verbose=False)[0]

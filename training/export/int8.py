@@ -1,4 +1,4 @@
-"""`python -m training quantize`: an int8 variant of a sentiment artifact's ONNX graph, measured on the test split.
+"""The int8 variant of a text classifier's ONNX graph (model.int8.onnx), measured on the test split.
 
 Dynamic quantisation (ONNX Runtime): weights stored as signed int8 with one scale per output channel,
 activations quantised per call. Chosen by measurement on SST-2 (test accuracy and agreement with the fp32
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +21,8 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
 
+from training.classification.data import load_split
 from training.config import DataConfig
-from training.data import load_split
-from training.manifest import (
-    MANIFEST,
-    SCHEMA_VERSION,
-    file_table,
-    publish,
-    read_verified_manifest,
-    staging_dir,
-    validate_manifest,
-)
 
 log = logging.getLogger(__name__)
 
@@ -103,48 +92,3 @@ def int8_variant(root: Path, labels: list[str], max_length: int, data: DataConfi
              metrics["test_accuracy"], metrics["fp32_test_accuracy"], 100 * metrics["fp32_agreement"],
              len(split.texts))
     return {"model": INT8, "quantization": {**SETTINGS, "onnxruntime": ort.__version__}, "metrics": metrics}
-
-
-def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
-    """Hard links (copies across filesystems) of every file of ``source`` but ``skip``, under ``target``."""
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source).as_posix()
-        if not path.is_file() or rel in skip:
-            continue
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target / rel)
-        except OSError:
-            shutil.copy2(path, target / rel)
-
-
-def quantize(artifact: Path, data: DataConfig | None = None, threads: int | None = 1) -> Path:
-    """Add (or redo) the int8 ONNX variant of a sentiment artifact, measured on the test split.
-
-    Writes model.int8.onnx and its metrics (``onnx.variants.int8``) and checksums into the manifest; the folder
-    is replaced atomically. Returns the folder.
-
-    Args:
-        artifact: a sentiment artifact folder (models/<name>).
-        data: where the labelled test split is (data_dir/test_file; default SST-2's test.tsv).
-        threads: ONNX Runtime intra-op threads for the accuracy runs (None = all cores).
-    """
-    artifact = Path(artifact)
-    manifest = read_verified_manifest(artifact)
-    if manifest["task"] != "sentiment":
-        raise ValueError(f"{artifact}: only sentiment artifacts have an int8 variant, not {manifest['task']!r}")
-    stage = staging_dir(artifact.parent, artifact.name)
-    try:
-        _link_tree(artifact, stage, skip={MANIFEST, INT8})
-        variant = int8_variant(stage, list(manifest["labels"]), int(manifest["max_length"]), data or DataConfig(),
-                               threads)
-        onnx = {**manifest["onnx"], "variants": {**manifest["onnx"].get("variants", {}), "int8": variant}}
-        updated = {**manifest, "schema_version": SCHEMA_VERSION, "onnx": onnx, "files": file_table(stage)}
-        validate_manifest(updated)
-        (stage / MANIFEST).write_text(json.dumps(updated, indent=2) + "\n")
-        final = publish(stage, artifact)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    log.info("wrote %s/%s (%.1f MiB)", final, INT8, (final / INT8).stat().st_size / 2**20)
-    return final

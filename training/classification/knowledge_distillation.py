@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.classifier import SentimentClassifier
+from training.classification.classifier import TextClassifier
 
 _LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
 
@@ -62,8 +62,8 @@ def make_student(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     return student.train()
 
 
-class DistillationModule(SentimentClassifier):
-    """A SentimentClassifier (the student) trained on the distillation loss.
+class DistillationModule(TextClassifier):
+    """A TextClassifier (the student) trained on the distillation loss.
 
     Validation, test, metrics and the optimiser are inherited: evaluation uses plain cross-entropy.
     Each training batch carries cached ``teacher_logits``, or the teacher attached with

@@ -1,0 +1,1 @@
+"""Text classification: labelled-file data, the fine-tuning LightningModule, knowledge distillation."""
