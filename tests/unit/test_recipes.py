@@ -1,0 +1,104 @@
+"""Artifact names are defined once: each Makefile model target is the folder its recipe (or verb default) writes."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.__main__ import VERBS
+
+REPO = Path(__file__).resolve().parents[2]
+MAKEFILE = REPO / "Makefile"
+PROFILES = sorted({p.stem.rsplit("-", 1)[1] for p in (REPO / "training" / "configs").glob("*-*.yaml")})
+VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?::=|\?=|=)\s*(.*)$")
+REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)(?::([^=)]*)=([^)]*))?\)")
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    """Make's $(NAME) and $(NAME:suffix=replacement), repeated until nothing changes."""
+    def one(match: re.Match[str]) -> str:
+        value = variables.get(match.group(1), match.group(0))
+        if match.group(2) is not None and value.endswith(match.group(2)):
+            value = value[: len(value) - len(match.group(2))] + match.group(3)
+        return value
+
+    while (expanded := REFERENCE.sub(one, text)) != text:
+        text = expanded
+    return text
+
+
+@dataclass
+class ModelTarget:
+    target: str
+    command: str
+
+
+def model_targets(profile: str, models_dir: str = "models") -> list[ModelTarget]:
+    """Every rule of the Makefile whose target is <models_dir>/<name>/manifest.json, with its `python -m training`
+    command (continuation lines joined), variables expanded for ``profile``."""
+    lines = MAKEFILE.read_text().replace("\\\n", " ").splitlines()
+    variables = {"PROFILE": profile, "MODELS_DIR": models_dir, "BIN": ".venv/bin"}
+    for line in lines:
+        if (match := VARIABLE.match(line)) and match.group(1) not in variables:
+            variables[match.group(1)] = match.group(2).split("#")[0].strip()
+    targets = []
+    for i, line in enumerate(lines):
+        if line.startswith("\t") or ":" not in line or VARIABLE.match(line):
+            continue
+        target = expand(line.split(":", 1)[0].strip(), variables)
+        if not (target.startswith(f"{models_dir}/") and target.endswith("/manifest.json")):
+            continue
+        recipe = []
+        for body in lines[i + 1:]:
+            if not body.startswith("\t"):
+                break
+            recipe.append(body.strip())
+        command = next(expand(c, variables) for c in recipe if " -m training " in c)
+        targets.append(ModelTarget(target, command))
+    return targets
+
+
+def written_name(command: str) -> str:
+    """The artifact name the command writes: its recipe's output.name, else the verb's default ``name``."""
+    args = command.split(" -m training ", 1)[1].split()
+    verb = args[0]
+    for flag in ("--output.name", "--name"):
+        assert flag not in args, f"{command!r} overrides the name its recipe defines"
+    if "--config" in args:
+        recipe = yaml.safe_load((REPO / args[args.index("--config") + 1]).read_text())
+        return str(recipe["output"]["name"])
+    function = next(f for f in VERBS if f.__name__ == verb)
+    return str(inspect.signature(function).parameters["name"].default)
+
+
+def test_profiles_are_found() -> None:
+    assert PROFILES == ["full", "quick"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_model_target_is_the_folder_its_recipe_writes(profile: str) -> None:
+    targets = model_targets(profile)
+    assert len(targets) == 5, [t.target for t in targets]
+    for target in targets:
+        folder = target.target.removeprefix("models/").removesuffix("/manifest.json")
+        assert written_name(target.command) == folder, (target.target, target.command)
+        assert "--output.models_dir models" in target.command or "--models_dir models" in target.command
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_distill_reads_the_teacher_the_sentiment_target_builds(profile: str) -> None:
+    targets = {t.command.split(" -m training ", 1)[1].split()[0]: t for t in model_targets(profile, "out")}
+    args = targets["distill"].command.split()
+    teacher = args[args.index("--distillation.teacher") + 1]
+    assert f"{teacher}/manifest.json" == targets["sentiment"].target
+
+
+def test_every_recipe_names_its_artifact_by_its_profile() -> None:
+    for path in sorted((REPO / "training" / "configs").glob("lm-*.yaml")):
+        profile = path.stem.rsplit("-", 1)[1]
+        assert yaml.safe_load(path.read_text())["output"]["name"] == f"gpt2-{profile}"
