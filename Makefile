@@ -62,7 +62,8 @@ test: lint pytest
 
 lint: install
 	$(BIN)/ruff check app training tests benchmarks
-	$(BIN)/mypy app
+	$(BIN)/mypy app contract
+	$(BIN)/lint-imports
 
 pytest: install
 	$(BIN)/python -m pytest

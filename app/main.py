@@ -18,6 +18,7 @@ from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, Setting
 from app.api.routes import (
     admin,
     attention,
+    chat,
     completions,
     embeddings,
     generate,
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DocsGate)
     app.add_middleware(SettingsCORS)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids, access log and metrics see everything
-    for module in (sentiment, attention, generate, completions, embeddings, models):
+    for module in (sentiment, attention, generate, completions, chat, embeddings, models):
         app.include_router(module.router, dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS)
     for module in (health, pages, metrics, admin):
         app.include_router(module.router)

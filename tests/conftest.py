@@ -120,3 +120,11 @@ def tiny_embedding_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_base:
 
     return embedding(str(tiny_base), name="tiny-embed", models_dir=tmp_path_factory.mktemp("embed-models"),
                      max_length=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text-generation artifact with a ChatML chat template (random tiny GPT-2): models_dir/tiny-chat."""
+    from tests.chat_helpers import make_tiny_chat_artifact
+
+    return make_tiny_chat_artifact(tmp_path_factory.mktemp("chat-models"))

@@ -7,7 +7,7 @@ decode a request, call one method here, and encode what comes back. Everything r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from app.tasks.attention import (
     TokenLimitError,
     reduce,
 )
+from app.tasks.generation.chat import ChatTemplateError
 from app.tasks.generation.generator import Generator
 from app.tasks.generation.sequence import Chunk, GenerationParams
 from contract import GENERATION
@@ -94,9 +95,29 @@ class Service:
     def prompt(self, model: str | None, prompt: str, max_new_tokens: int, new_tokens_field: str) -> Prompt:
         """Check the limits that need settings or the model, and tokenise the prompt."""
         check_new_tokens(max_new_tokens, self.settings, new_tokens_field)
+        name, found = self._generator(model)
+        return self._fitting(name, found, found.encode(prompt))
+
+    def chat_prompt(self, model: str | None, messages: Sequence[Mapping[str, str]], max_new_tokens: int,
+                    new_tokens_field: str) -> Prompt:
+        """The prompt of the assistant's next turn, rendered with the model's own chat template (422 when the
+        model has none, or its template refuses the conversation)."""
+        check_new_tokens(max_new_tokens, self.settings, new_tokens_field)
+        name, found = self._generator(model)
+        try:
+            ids = found.encode_chat(messages)
+        except ChatTemplateError as exc:
+            raise field_error(str(exc), ["body", "messages" if found.chat_template else "model"]) from None
+        return self._fitting(name, found, ids)
+
+    def _generator(self, model: str | None) -> tuple[str, Generator]:
         name, found = self.registry.get(model, GENERATION)
         assert isinstance(found, Generator)
-        ids = found.encode(prompt)
+        return name, found
+
+    @staticmethod
+    def _fitting(name: str, found: Generator, ids: list[int]) -> Prompt:
+        """``ids`` as a prompt, once it is not empty and leaves room in the context window."""
         if not ids:
             raise limit_error("the prompt encodes to no tokens", ["body", "prompt"], "the prompt encodes to no tokens")
         if len(ids) >= found.context_length:

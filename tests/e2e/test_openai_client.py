@@ -57,3 +57,42 @@ def test_openai_embeddings_round_trip(start_server: Callable[..., AbstractContex
         assert result.usage.prompt_tokens == result.usage.total_tokens > 3
         with pytest.raises(openai.NotFoundError):
             client.embeddings.create(model="no-such-model", input="x")
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_openai_chat_round_trip(start_server: Callable[..., AbstractContextManager[Any]], tiny_chat_artifact: Path,
+                                tiny_lm_artifact: Path, tmp_path: Path, runtime: str) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.lm_helpers import linked_models_dir
+
+    models = linked_models_dir(tmp_path / "models", tiny_chat_artifact, tiny_lm_artifact)
+    messages = [{"role": "system", "content": "You are a sailor."}, {"role": "user", "content": "The sea was"}]
+    with start_server(models, runtime=runtime) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        assert {m.id for m in client.models.list()} == {"tiny-chat", "tiny-gpt2"}
+        plain = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, temperature=0)
+        assert plain.object == "chat.completion" and plain.choices[0].message.role == "assistant"
+        tokenizer = AutoTokenizer.from_pretrained(tiny_chat_artifact / "hf")
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        assert plain.usage is not None and plain.usage.prompt_tokens == len(ids["input_ids"] if hasattr(ids, "keys")
+                                                                             else ids)
+        stream = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, temperature=0,
+                                                stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == plain.choices[0].message.content
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+        two = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, n=2, seed=5)
+        again = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, n=2, seed=5)
+        assert [c.message.content for c in two.choices] == [c.message.content for c in again.choices]
+        second = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, seed=6)
+        assert two.choices[1].message.content == second.choices[0].message.content
+        text = plain.choices[0].message.content or ""
+        if len(text) >= 4:
+            stop = text[len(text) // 2:len(text) // 2 + 2]
+            stopped = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8,
+                                                     temperature=0, stop=[stop])
+            assert stopped.choices[0].message.content == text[:text.index(stop)]
+        with pytest.raises(openai.UnprocessableEntityError, match="no chat template"):
+            client.chat.completions.create(model="tiny-gpt2", messages=messages)

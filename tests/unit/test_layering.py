@@ -1,7 +1,9 @@
-"""No import cycles anywhere in app/, training/ or contract/ (the layer contracts themselves run as
-`lint-imports` in `make lint`)."""
+"""No import cycles anywhere in app/, training/ or contract/, and no app module over 300 lines (the layer
+contracts themselves run as `lint-imports` in `make lint`; training's sizes: test_training_layout.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grimp
 
@@ -14,3 +16,8 @@ def test_no_import_cycles() -> None:
             if graph.chain_exists(importer=imported, imported=importer):
                 cycles.append(f"{importer} -> {imported} -> ... -> {importer}")
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_app_modules_stay_short() -> None:
+    long = {str(path): n for path in Path("app").rglob("*.py") if (n := len(path.read_text().splitlines())) > 300}
+    assert not long, long

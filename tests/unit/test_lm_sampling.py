@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.backends.generation.base import Generator
-from app.backends.generation.sampling import SamplingParams, next_token, probabilities
-from app.backends.generation.sequence import GenerationParams
+from app.tasks.generation.generator import Generator
+from app.tasks.generation.sampling import SamplingParams, next_token, probabilities
+from app.tasks.generation.sequence import GenerationParams
 from tests.scripted import Scripted
 
 LOGITS = np.log(np.array([0.5, 0.25, 0.15, 0.1]))

@@ -55,7 +55,7 @@ class Usage(BaseModel):
 
 class GenerateResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "model": "gpt2-moby", "text": " and the sea was calm", "finish_reason": "length",
+        "model": "gpt2-quick", "text": " and the sea was calm", "finish_reason": "length",
         "usage": {"prompt_tokens": 4, "completion_tokens": 6}}]})
 
     model: str

@@ -27,6 +27,10 @@ class SentimentResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    id: str = Field(description="The model's name (OpenAI's field).")
+    object: Literal["model"] = "model"
+    created: int = Field(0, description="Unix time of the artifact's export (0 when unknown).")
+    owned_by: str = "transformer-stack"
     name: str
     status: str = Field(description="loading | warming | ready | failed")
     task: str | None = Field(None, description="text-classification | text-generation | sentence-embedding")
@@ -45,14 +49,17 @@ class ModelInfo(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"models": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{"object": "list", "data": [], "models": [{
         "name": "sentiment-minilm", "status": "ready", "task": "text-classification", "backend": "onnx",
         "device": "cpu", "version": "2025-01-01T00:00:00+00:00", "schema_version": "1.0",
         "labels": ["negative", "positive"], "max_length": 128, "metrics": {"test_accuracy": 0.88},
         "runtime": {"providers": ["CPUExecutionProvider"]}, "error": None,
-        "capabilities": ["attention"]}]}]})
+        "capabilities": ["attention"], "id": "sentiment-minilm", "object": "model", "created": 1735689600,
+        "owned_by": "transformer-stack"}]}]})
 
-    models: list[ModelInfo]
+    object: Literal["list"] = "list"
+    data: list[ModelInfo] = Field(description="The models, as OpenAI's `models.list()` reads them.")
+    models: list[ModelInfo] = Field(description="The same models (this service's own field).")
 
 
 class HealthResponse(BaseModel):

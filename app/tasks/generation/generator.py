@@ -9,7 +9,7 @@ decodes one on its own.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from collections.abc import Sequence as Ids
 from typing import Any
 
@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from app.runtimes import Runtime
 from app.tasks.base import Model
 from app.tasks.generation.cache import KVCache
+from app.tasks.generation.chat import ChatTemplate, ChatTemplateError
 from app.tasks.generation.sampling import choose
 from app.tasks.generation.sequence import Chunk, GenerationParams, Sequence
 from contract import Artifact
@@ -35,9 +36,11 @@ class Generator(Model):
         eos = generation.get("eos_token_id")
         self.eos_token_id: int | None = int(eos) if isinstance(eos, int) else None
         self._tokenizer: Tokenizer | None = None
+        self.chat_template: ChatTemplate | None = None
 
     def load(self) -> None:
         self._tokenizer = Tokenizer.from_file(str(self.artifact.hf_dir / "tokenizer.json"))
+        self.chat_template = ChatTemplate.from_hf_dir(self.artifact.hf_dir)
         self._load_model()
 
     @property
@@ -52,6 +55,14 @@ class Generator(Model):
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text).ids)
+
+    def encode_chat(self, messages: Ids[Mapping[str, str]]) -> list[int]:
+        """The token ids of the prompt for the assistant's next turn (the chat template renders the special
+        tokens itself, so none are added); `ChatTemplateError` when the model has no template or it refuses."""
+        if self.chat_template is None:
+            raise ChatTemplateError(f"model {self.artifact.name!r} has no chat template: use /v1/completions or "
+                                    "/v1/generate with a plain prompt")
+        return list(self.tokenizer.encode(self.chat_template.render(messages), add_special_tokens=False).ids)
 
     def sequence(self, prompt_ids: Ids[int], params: GenerationParams) -> Sequence:
         """A new generation after ``prompt_ids``, never beyond the context window."""
