@@ -23,6 +23,7 @@ from app.api.routes import (
     embeddings,
     generate,
     health,
+    kserve,
     metrics,
     models,
     pages,
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DocsGate)
     app.add_middleware(SettingsCORS)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: ids, access log and metrics see everything
-    for module in (sentiment, attention, generate, completions, chat, embeddings, models):
+    for module in (sentiment, attention, generate, completions, chat, embeddings, models, kserve):
         app.include_router(module.router, dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS)
     for module in (health, pages, metrics, admin):
         app.include_router(module.router)
