@@ -1,24 +1,45 @@
 """The Lightning Trainer every verb fits with: checkpoints (best and resumable last), early stopping, logs; the
-fit-then-test of a classifier and the test metrics it leaves in the run folder."""
+fit-then-test of a classifier and the test metrics it leaves in the run folder.
+
+Across processes (``--trainer.strategy ddp|fsdp|deepspeed_stage_2``, ``--trainer.devices``, ``--trainer.num_nodes``;
+launched by Lightning itself, torchrun or SLURM's srun) every rank runs the whole verb: the datamodules shard the
+batches (`training.distributed`), the metrics are synchronised, and only global rank 0 writes the run's files and
+exports the artifact (`Fitted.is_global_zero`), from weights consolidated in one process (`exportable`)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
 from training.classification.data import TextClassificationDataModule
 from training.config import TrainerConfig
+from training.distributed import distributed_facts, single_process
 
 log = logging.getLogger(__name__)
 
 TEST_METRICS = "test_metrics.json"
 """Written into the run folder by every fit: the metrics the artifact's manifest records."""
+DISTRIBUTED = "distributed.json"
+"""Written beside it: world size, strategy, devices (`training.distributed.distributed_facts`)."""
+
+
+@dataclass
+class Fitted:
+    """What a fit leaves in this process: the metrics, the distributed facts, whether this process is global rank 0
+    (the only one that exports), and the module whose weights to export (rank 0 only, else None)."""
+
+    metrics: dict[str, Any]
+    distributed: dict[str, Any]
+    is_global_zero: bool
+    module: L.LightningModule | None
 
 
 def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mode: str = "max") -> L.Trainer:
@@ -46,7 +67,7 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mo
         accumulate_grad_batches=cfg.accumulate_grad_batches, val_check_interval=cfg.val_check_interval,
         limit_val_batches=cfg.limit_val_batches, log_every_n_steps=cfg.log_every_n_steps,
         gradient_clip_val=cfg.gradient_clip_val, callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
-        deterministic=False,
+        deterministic=False, use_distributed_sampler=False,  # the datamodules shard their own batches
     )
 
 
@@ -71,11 +92,47 @@ def read_run_metrics(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text())) if path.is_file() else {}
 
 
+def read_run_distributed(run_dir: Path) -> dict[str, Any]:
+    """The distributed facts a fit left in ``run_dir`` (a single-process note when there are none)."""
+    path = run_dir / DISTRIBUTED
+    return dict(json.loads(path.read_text())) if path.is_file() else single_process("no distributed.json in the run")
+
+
+def exportable(module: L.LightningModule, trainer: L.Trainer, checkpoint: str) -> L.LightningModule:
+    """The module whose weights rank 0 exports: the one in memory (single process, ddp: every rank holds every
+    weight), or, when the strategy shards or recasts them (fsdp, deepspeed), a fresh copy loaded from the
+    ``checkpoint`` the fit consolidated (fsdp's full state dict; deepspeed's ZeRO folder converted to fp32)."""
+    name = type(trainer.strategy).__name__
+    if "FSDP" not in name and "DeepSpeed" not in name:
+        return module
+    path = Path(checkpoint)
+    if path.is_dir():
+        single = path.with_name(path.name + ".fp32.ckpt")
+        convert_zero_checkpoint_to_fp32_state_dict(str(path), str(single))
+        path = single
+    log.info("%s sharded the weights: exporting them from %s", name, path)
+    # our own run's checkpoint (hyper-parameters included), written by this fit
+    return type(module).load_from_checkpoint(path, map_location="cpu", weights_only=False)
+
+
+def finish(fitter: L.Trainer, module: L.LightningModule, cfg: TrainerConfig, run_dir: Path,
+           metrics: dict[str, Any]) -> Fitted:
+    """Rank 0 writes the metrics and the distributed facts into the run folder; every rank gets its `Fitted`."""
+    facts = distributed_facts(fitter, cfg.strategy)
+    if not fitter.is_global_zero:
+        log.info("rank %d of %d: training done; rank 0 exports the artifact", fitter.global_rank, fitter.world_size)
+        return Fitted(metrics, facts, False, None)
+    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
+    (run_dir / DISTRIBUTED).write_text(json.dumps(facts, indent=2))
+    checkpoint = best_checkpoint(fitter) or str(run_dir / "checkpoints" / "last.ckpt")
+    return Fitted(metrics, facts, True, exportable(module, fitter, checkpoint))
+
+
 def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataModule, cfg: TrainerConfig,
-                 run_dir: Path, resume: bool) -> dict[str, Any]:
+                 run_dir: Path, resume: bool) -> Fitted:
     """Fit a classifier (resuming when asked), keep the final state as last.ckpt, test the best checkpoint.
 
-    Returns the test metrics, also written to run_dir/test_metrics.json.
+    The test metrics are also written to run_dir/test_metrics.json (by global rank 0).
     """
     fitter = make_trainer(cfg, run_dir)
     fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
@@ -86,5 +143,4 @@ def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataMo
     metrics = {"test_accuracy": float(results["test_acc"]), "test_f1": float(results["test_f1"]),
                "test_loss": float(results["test_loss"]), "split_sizes": datamodule.split_sizes(),
                "global_step": int(fitter.global_step)}
-    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return finish(fitter, module, cfg, run_dir, metrics)

@@ -84,7 +84,10 @@ def test_the_artifact_opens_and_its_manifest_says_what_it_computes(exported: tup
     assert set(onnx["max_abs_diff"]) == {"embeddings"} and onnx["max_abs_diff"]["embeddings"] <= 1e-5
     assert manifest["metrics"] == {}
     assert manifest["training"] == {"base_model": str(base), "name": "tiny-embed",
-                                    "models_dir": str(folder.parent), "max_length": MAX_LENGTH}
+                                    "models_dir": str(folder.parent), "max_length": MAX_LENGTH,
+                                    "distributed": {"world_size": 1, "strategy": None,
+                                                    "note": "no training: a pretrained encoder exported in one "
+                                                            "process"}}
     assert json.loads((folder / "hf" / "config.json").read_text())["architectures"] == ["BertModel"]
     assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny-embed"]  # no staging leftovers
 

@@ -59,7 +59,7 @@ class TextClassifier(L.LightningModule):
         self.val_acc(preds, batch["labels"])
         self.val_f1(preds, batch["labels"])
         size = len(batch["labels"])
-        self.log("val_loss", loss, prog_bar=True, batch_size=size)
+        self.log("val_loss", loss, prog_bar=True, batch_size=size, sync_dist=True)  # mean over every rank
         self.log("val_acc", self.val_acc, prog_bar=True, batch_size=size)
         self.log("val_f1", self.val_f1, batch_size=size)
 
@@ -69,7 +69,7 @@ class TextClassifier(L.LightningModule):
         self.test_acc(preds, batch["labels"])
         self.test_f1(preds, batch["labels"])
         size = len(batch["labels"])
-        self.log("test_loss", loss, batch_size=size)
+        self.log("test_loss", loss, batch_size=size, sync_dist=True)
         self.log("test_acc", self.test_acc, batch_size=size)
         self.log("test_f1", self.test_f1, batch_size=size)
 

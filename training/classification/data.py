@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.config import DataConfig
+from training.distributed import EpochBatches, fixed_batches, rank_and_world, shard_batches
 
 
 class DataError(ValueError):
@@ -108,26 +109,25 @@ class EncodedDataset(Dataset[dict[str, Any]]):
                 **{key: values[i] for key, values in self.extras.items()}}
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
+class LengthGroupedBatchSampler(EpochBatches):
     """Shuffled batches of similar length: sort within random windows of ``window`` batches.
 
     Short sentences no longer pay for the padding of the longest one in a random batch, which
-    is most of the cost on a CPU.
+    is most of the cost on a CPU. Across processes, rank ``rank`` of ``world`` gets its share of the same global
+    batches (`training.distributed.shard_batches`: an exact partition, equally many batches per rank).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, window: int = 50, seed: int = 0) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, window: int = 50, seed: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
         self.lengths = lengths
         self.batch_size = batch_size
         self.window = window
         self.seed = seed
-        self.epoch = 0
+        super().__init__(self.batches, (len(lengths) + batch_size - 1) // batch_size, rank, world)
 
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The global batches of ``epoch`` (the same on every rank)."""
+        rng = random.Random(self.seed + epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         span = self.batch_size * self.window
@@ -136,7 +136,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             chunk = sorted(order[start:start + span], key=lambda i: self.lengths[i])
             batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
         rng.shuffle(batches)
-        yield from batches
+        return batches
 
 
 def pad_collate(pad_id: int) -> Any:
@@ -198,15 +198,20 @@ class TextClassificationDataModule(L.LightningDataModule):
         return {name: len(ds) for name, ds in self.splits.items()}
 
     def _loader(self, split: str, train: bool) -> DataLoader[dict[str, Any]]:
+        return self.loader(split, train, *rank_and_world(self.trainer))
+
+    def loader(self, split: str, train: bool, rank: int = 0, world: int = 1) -> DataLoader[dict[str, Any]]:
+        """The loader of ``split`` for rank ``rank`` of ``world`` processes (its share of the batches only)."""
         ds = self.splits[split]
         collate = pad_collate(self.tokenizer.pad_token_id or 0)
         size = self.cfg.batch_size if train else self.cfg.eval_batch_size
         lengths = [len(x) for x in ds.input_ids]
         if train:
-            sampler: Sampler[list[int]] = LengthGroupedBatchSampler(lengths, size, seed=self.seed)
+            sampler: Sampler[list[int]] = LengthGroupedBatchSampler(lengths, size, seed=self.seed, rank=rank,
+                                                                    world=world)
         else:  # sorted by length: same results, far less padding
             order = sorted(range(len(ds)), key=lambda i: lengths[i])
-            sampler = _FixedBatches([order[i:i + size] for i in range(0, len(order), size)])
+            sampler = _FixedBatches(shard_batches(fixed_batches(order, size), rank, world))
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.num_workers)
 
     def train_dataloader(self) -> DataLoader[dict[str, Any]]:

@@ -58,7 +58,12 @@ class CausalLM(L.LightningModule):
         self._val_losses, self._val_blocks = [], 0
 
     def on_validation_epoch_end(self) -> None:
-        loss = float(torch.stack(self._val_losses).sum()) / max(self._val_blocks, 1)
+        # each rank saw its own share of the blocks: add up the sums and the counts of every rank
+        total = torch.stack(self._val_losses).sum() if self._val_losses else torch.zeros((), device=self.device)
+        sums = torch.stack([total.float(), torch.tensor(float(self._val_blocks), device=total.device)])
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss = float(sums[0]) / max(float(sums[1]), 1.0)
         self.log("val_loss", loss, prog_bar=True)
         self.log("val_ppl", math.exp(min(loss, 50.0)), prog_bar=True)
 

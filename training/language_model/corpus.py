@@ -11,10 +11,11 @@ from typing import Any
 import lightning as L
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 from transformers import PreTrainedTokenizerFast
 
 from training.config import LMDataConfig
+from training.distributed import EpochBatches, fixed_batches, rank_and_world
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ class CorpusDataModule(L.LightningDataModule):
     """Train and validation blocks of a document folder, tokenised once in ``setup``."""
 
     def __init__(self, cfg: LMDataConfig, tokenizer: Any, train_texts: Sequence[str],
-                 val_texts: Sequence[str]) -> None:
+                 val_texts: Sequence[str], seed: int = 0) -> None:
         super().__init__()
-        self.cfg, self.tokenizer = cfg, tokenizer
+        self.cfg, self.tokenizer, self.seed = cfg, tokenizer, seed
         self.train_texts, self.val_texts = list(train_texts), list(val_texts)
         self.train: torch.Tensor | None = None
         self.val: torch.Tensor | None = None
@@ -102,11 +103,25 @@ class CorpusDataModule(L.LightningDataModule):
                 "train_documents": len(self.train_texts), "val_documents": len(self.val_texts)}
 
     def train_dataloader(self) -> DataLoader[Any]:
-        assert self.train is not None
-        return DataLoader(TensorDataset(self.train), batch_size=self.cfg.batch_size, shuffle=True,
-                          num_workers=self.cfg.num_workers)
+        return self.loader("train", *rank_and_world(self.trainer))
 
     def val_dataloader(self) -> DataLoader[Any]:
-        assert self.val is not None
-        return DataLoader(TensorDataset(self.val), batch_size=self.cfg.eval_batch_size,
-                          num_workers=self.cfg.num_workers)
+        return self.loader("val", *rank_and_world(self.trainer))
+
+    def loader(self, split: str, rank: int = 0, world: int = 1) -> DataLoader[Any]:
+        """Rank ``rank``'s share of the blocks of ``split`` ("train": reshuffled each epoch; "val": in order)."""
+        blocks = self.train if split == "train" else self.val
+        assert blocks is not None, "setup() first"
+        n = len(blocks)
+        if split == "train":
+            size, seed = self.cfg.batch_size, self.seed
+
+            def shuffled(epoch: int) -> list[list[int]]:
+                return fixed_batches(torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+                                     .tolist(), size)
+
+            sampler: Sampler[list[int]] = EpochBatches(shuffled, (n + size - 1) // size, rank, world)
+        else:
+            sampler = EpochBatches(lambda _: fixed_batches(range(n), self.cfg.eval_batch_size),
+                                   (n + self.cfg.eval_batch_size - 1) // self.cfg.eval_batch_size, rank, world)
+        return DataLoader(TensorDataset(blocks), batch_sampler=sampler, num_workers=self.cfg.num_workers)

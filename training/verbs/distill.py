@@ -19,6 +19,7 @@ from contract import TEXT_CLASSIFICATION, Artifact, open_artifact
 from training.classification.data import EncodedDataset, TextClassificationDataModule, pad_collate
 from training.classification.knowledge_distillation import DistillationModule, default_layers, make_student
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
+from training.distributed import launch_rank
 from training.export.text_classification import export_classifier
 from training.plots import plot_training_curves
 from training.trainer import fit_and_test
@@ -123,7 +124,10 @@ def run(cfg: DistillRunConfig) -> Path:
     run_dir = Path(cfg.output.runs_dir) / cfg.output.name
     layers = dcfg.student_layers or default_layers(int(teacher.config.num_hidden_layers))
     if dcfg.student is None:
-        student_source, tokenizer = str(run_dir / "student-init"), teacher_tokenizer
+        # each process writes its own copy (the same weights): no rank reads a folder another one is writing
+        rank = launch_rank()
+        student_source = str(run_dir / ("student-init" if rank == 0 else f"student-init.rank{rank}"))
+        tokenizer = teacher_tokenizer
         make_student(teacher, layers).save_pretrained(student_source, safe_serialization=True)
         tokenizer.save_pretrained(student_source)
         base_model = f"{teacher_dir.name} layers {','.join(map(str, layers))}"
@@ -150,7 +154,10 @@ def run(cfg: DistillRunConfig) -> Path:
         module.attach_teacher(teacher)
     log.info("[2/4] distilling %s into %s (alpha %.2f, T %.1f)", teacher_dir, base_model, dcfg.alpha,
              dcfg.temperature)
-    metrics = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
+    fitted = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
+    if fitted.module is None:  # not global rank 0: rank 0 tests the teacher and exports
+        return models_dir / cfg.output.name
+    metrics = fitted.metrics
     log.info("[3/4] testing the teacher on the test split")
     teacher_data.setup("test")
     teacher_acc = _accuracy(predict_logits(teacher, teacher_data.splits["test"], teacher_pad,
@@ -164,7 +171,8 @@ def run(cfg: DistillRunConfig) -> Path:
     log.info("test accuracy: student %.4f, teacher %.4f (%.1f%% retained)", metrics["test_accuracy"],
              teacher_acc, 100 * distillation["accuracy_retained"])
     log.info("[4/4] exporting to %s/%s", models_dir, cfg.output.name)
-    return export_classifier(module.model, tokenizer, models_dir, cfg.output.name, labels=labels,
+    return export_classifier(fitted.module.model, tokenizer, models_dir, cfg.output.name, labels=labels,
                              base_model=base_model, max_length=max_length, metrics=metrics,
-                             training=dataclasses.asdict(cfg), extra={"distillation": distillation},
+                             training={**dataclasses.asdict(cfg), "distributed": fitted.distributed},
+                             extra={"distillation": distillation},
                              curve=plot_training_curves(run_dir), int8=cfg.data if cfg.output.int8 else None)

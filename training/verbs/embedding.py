@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from training.config import default_base_model
+from training.distributed import single_process
 from training.export.sentence_embedding import export_embedding
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def embedding(base_model: str | None = None, name: str = "minilm-embed", models_
     if not 1 <= max_length <= positions:
         raise ValueError(f"max_length {max_length} must be within 1..{positions} (the model's positions)")
     tokenizer.model_max_length = max_length
-    config = {"base_model": source, "name": name, "models_dir": str(models_dir), "max_length": max_length}
+    config = {"base_model": source, "name": name, "models_dir": str(models_dir), "max_length": max_length,
+              "distributed": single_process("no training: a pretrained encoder exported in one process")}
     log.info("[2/2] exporting to %s/%s (%.1fM parameters)", models_dir, name,
              sum(p.numel() for p in model.parameters()) / 1e6)
     return export_embedding(model, tokenizer, Path(models_dir), name, base_model=source, max_length=max_length,

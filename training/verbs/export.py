@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from training.classification.classifier import TextClassifier
 from training.export.text_classification import export_classifier
-from training.trainer import read_run_metrics
+from training.trainer import read_run_distributed, read_run_metrics
 
 
 def export(checkpoint: Path, name: str = "sentiment-minilm", models_dir: Path = Path("models"),
@@ -27,6 +27,7 @@ def export(checkpoint: Path, name: str = "sentiment-minilm", models_dir: Path = 
     tokenizer = AutoTokenizer.from_pretrained(hp["base_model"])
     run_dir = Path(checkpoint).resolve().parent.parent
     metrics = read_run_metrics(run_dir)
+    training = {"checkpoint": str(checkpoint), **hp, "distributed": read_run_distributed(run_dir)}
     return export_classifier(module.model, tokenizer, Path(models_dir), name, labels=list(hp["labels"]),
-                             base_model=hp["base_model"], max_length=max_length, metrics=metrics,
-                             training={"checkpoint": str(checkpoint), **hp}, curve=run_dir / "training_curve.png")
+                             base_model=hp["base_model"], max_length=max_length, metrics=metrics, training=training,
+                             curve=run_dir / "training_curve.png")

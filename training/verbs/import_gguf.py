@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from training.distributed import single_process
 from training.export.text_generation import export_lm
 
 log = logging.getLogger(__name__)
@@ -56,5 +57,6 @@ def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", m
     model.eval()
     log.info("[2/2] writing %s/%s (%.1fM parameters)", models_dir, name,
              sum(p.numel() for p in model.parameters()) / 1e6)
+    training = {"gguf": str(path), "distributed": single_process("no training: a GGUF converted in one process")}
     return export_lm(model, tokenizer, Path(models_dir), name, base_model=f"{path.name} (GGUF, dequantised)",
-                     context_length=context_length, metrics={}, training={"gguf": str(path)}, onnx=onnx)
+                     context_length=context_length, metrics={}, training=training, onnx=onnx)

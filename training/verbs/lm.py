@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,11 +13,12 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerConfig
+from training.distributed import written_by_rank_zero
 from training.export.text_generation import export_lm
 from training.language_model.causal_lm import CausalLM, gpt2_config
 from training.language_model.corpus import CorpusDataModule, read_corpus, split_documents, train_tokenizer
 from training.plots import plot_training_curves
-from training.trainer import TEST_METRICS, best_checkpoint, make_trainer, resume_path
+from training.trainer import Fitted, best_checkpoint, finish, make_trainer, resume_path
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,23 @@ def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
     log.info("[1/3] %d documents (%d characters) from %s; %d held out", len(docs),
              sum(len(t) for _, t in docs), data.corpus_dir, len(val_texts))
     tokenizer = _tokenizer(model, data, train_texts, run_dir)
-    datamodule = CorpusDataModule(data, tokenizer, train_texts, val_texts)
+    datamodule = CorpusDataModule(data, tokenizer, train_texts, val_texts, seed=seed)
     gpt2 = None if model.base_model else gpt2_config(model.preset, len(tokenizer), model.context_length,
                                                      int(tokenizer.eos_token_id))
     module = CausalLM(gpt2, model.base_model, model.learning_rate, model.weight_decay, model.warmup_steps)
     log.info("[2/3] training %s (%.1fM parameters)", model.base_model or f"GPT-2 {model.preset}",
              sum(p.numel() for p in module.parameters()) / 1e6)
-    metrics = fit_and_evaluate(module, datamodule, trainer, run_dir, output.resume)
+    fitted = fit_and_evaluate(module, datamodule, trainer, run_dir, output.resume)
+    if fitted.module is None:  # not global rank 0: rank 0 exports
+        return Path(output.models_dir) / output.name
+    metrics = fitted.metrics
     log.info("held-out perplexity %.2f (val loss %.4f)", metrics["perplexity"], metrics["val_loss"])
     curve = plot_training_curves(run_dir)
     log.info("[3/3] exporting to %s/%s", output.models_dir, output.name)
     config = {"data": dataclasses.asdict(data), "model": dataclasses.asdict(model),
-              "trainer": dataclasses.asdict(trainer), "output": dataclasses.asdict(output), "seed": seed}
-    return export_lm(module.model, tokenizer, Path(output.models_dir), output.name,
+              "trainer": dataclasses.asdict(trainer), "output": dataclasses.asdict(output), "seed": seed,
+              "distributed": fitted.distributed}
+    return export_lm(fitted.module.model, tokenizer, Path(output.models_dir), output.name,
                      base_model=model.base_model or f"gpt2-{model.preset} (from scratch)",
                      context_length=model.context_length, metrics=metrics, training=config, onnx=model.onnx,
                      curve=curve)
@@ -77,26 +81,25 @@ def _tokenizer(model: LMModelConfig, data: LMDataConfig, texts: list[str], run_d
             raise ValueError(f"{model.base_model}: the tokenizer has no eos token")
         return tokenizer
     saved = run_dir / "tokenizer"
-    if (saved / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(saved)
-    tokenizer = train_tokenizer(texts, data.vocab_size, model.context_length)
-    tokenizer.save_pretrained(saved)
-    log.info("trained a byte-level BPE tokenizer of %d tokens", len(tokenizer))
-    return tokenizer
+
+    def train(folder: Path) -> None:
+        trained = train_tokenizer(texts, data.vocab_size, model.context_length)
+        trained.save_pretrained(folder)
+        log.info("trained a byte-level BPE tokenizer of %d tokens", len(trained))
+
+    # rank 0 trains it once; every rank then reads that one (identical ids across processes)
+    return PreTrainedTokenizerFast.from_pretrained(written_by_rank_zero(saved, train))
 
 
 def fit_and_evaluate(module: CausalLM, datamodule: CorpusDataModule, cfg: TrainerConfig, run_dir: Path,
-                     resume: bool) -> dict[str, Any]:
-    """Fit (resuming when asked), keep last.ckpt, load the best weights and measure held-out perplexity."""
+                     resume: bool) -> Fitted:
+    """Fit (resuming when asked), keep last.ckpt, measure held-out perplexity with the best weights."""
     fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
     fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    best = best_checkpoint(fitter)
-    if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    result = fitter.validate(module, datamodule=datamodule, verbose=False)[0]
+    result = fitter.validate(module, datamodule=datamodule, ckpt_path=best_checkpoint(fitter) or None,
+                             verbose=False, weights_only=True)[0]
     loss = float(result["val_loss"])
     metrics = {"perplexity": math.exp(loss), "val_loss": loss, "split_sizes": datamodule.split_sizes(),
                "global_step": int(fitter.global_step)}
-    (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return finish(fitter, module, cfg, run_dir, metrics)

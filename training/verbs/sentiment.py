@@ -58,12 +58,15 @@ def run(cfg: SentimentConfig) -> Path:
     module = TextClassifier(base_model, list(cfg.data.labels), cfg.model.learning_rate, cfg.model.weight_decay,
                             cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
     log.info("[1/2] fine-tuning %s on %s", base_model, cfg.data.hf_dataset or cfg.data.data_dir)
-    metrics = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
+    fitted = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
+    if fitted.module is None:  # not global rank 0: rank 0 exports
+        return Path(cfg.output.models_dir) / cfg.output.name
+    metrics = fitted.metrics
     curve = plot_training_curves(run_dir)
     log.info("test accuracy %.4f, macro F1 %.4f", metrics["test_accuracy"], metrics["test_f1"])
     log.info("[2/2] exporting to %s/%s", cfg.output.models_dir, cfg.output.name)
-    return export_classifier(module.model, tokenizer, Path(cfg.output.models_dir), cfg.output.name,
+    return export_classifier(fitted.module.model, tokenizer, Path(cfg.output.models_dir), cfg.output.name,
                              labels=list(cfg.data.labels), base_model=base_model,
                              max_length=cfg.model.max_length, metrics=metrics,
-                             training=dataclasses.asdict(cfg), curve=curve,
+                             training={**dataclasses.asdict(cfg), "distributed": fitted.distributed}, curve=curve,
                              int8=cfg.data if cfg.output.int8 else None)
