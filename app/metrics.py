@@ -10,8 +10,14 @@ REQUESTS = Counter("app_requests_total", "HTTP requests by route template, metho
                    ["route", "method", "status"])
 LATENCY = Histogram("app_request_duration_seconds", "HTTP request latency by route template.", ["route"],
                     buckets=LATENCY_BUCKETS)
-QUEUE_DEPTH = Gauge("app_queue_depth", "Work items waiting, by queue (e.g. batcher:<model>, generation:<model>).",
-                    ["queue"])
+IN_FLIGHT = Gauge("app_requests_in_flight", "HTTP requests being served (received, not yet answered), by route "
+                  "template.", ["route"])
+QUEUE_DEPTH = Gauge("app_queue_depth", "Work waiting for a model call, by model and admission loop (batch: texts; "
+                    "stream: generations; single: requests).", ["model", "loop"])
+QUEUE_WAIT = Histogram("app_queue_wait_seconds", "Time from a request's arrival at its admission loop to the start "
+                       "of its first model call, by model and loop.", ["model", "loop"], buckets=LATENCY_BUCKETS)
+GENERATION_STREAMS = Gauge("app_generation_streams_active", "Generations being decoded (rows of the batch), by "
+                           "model.", ["model"])
 BATCH_SIZE = Histogram("app_batch_size", "Items per model call, by model.", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 TOKENS_GENERATED = Counter("app_generated_tokens_total", "Tokens generated, by model.", ["model"])

@@ -125,10 +125,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def unexpected_response(request: Request, exc: Exception) -> JSONResponse:
+    """The generic 500 of an unexpected error, logged with the request id and its traceback."""
     log.error("unhandled %s on %s %s (request_id=%s)", type(exc).__name__, request.method, request.url.path,
               request_id_of(request), exc_info=exc)
     return _respond(request, 500, ServiceError.code, "internal server error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_response(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

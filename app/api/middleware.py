@@ -11,17 +11,17 @@ import time
 import uuid
 from typing import cast
 
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import error_response, unexpected_response
 from app.errors import PayloadTooLarge, ServiceError
 from app.logs import REQUEST_ID_HEADER, request_id_var
-from app.metrics import LATENCY, REQUESTS
+from app.metrics import IN_FLIGHT, LATENCY, REQUESTS
 from app.settings import Settings
 
 log = logging.getLogger("app.access")
@@ -39,8 +39,7 @@ def settings_of(scope: Scope) -> Settings | None:
 
 def route_template(scope: Scope) -> str:
     """The path template of the route a request goes to (``/v1/sentiment``), "other" for unknown paths: metric
-    labels never carry raw paths. A method the path does not have still counts under the path's template.
-    (A search through every route: the middleware uses it only when FastAPI's router has not named the route.)"""
+    labels never carry raw paths. A method the path does not have still counts under the path's template."""
     partial = None
     for route in iter_route_contexts(scope["app"].router.routes):
         match, _ = route.matches(scope)
@@ -61,7 +60,11 @@ async def _no_body() -> Message:
 
 
 class RequestIdMiddleware:
-    """Accept or create ``X-Request-ID`` and echo it; one access log line and the request metrics per request."""
+    """Accept or create ``X-Request-ID`` and echo it; one access log line and the request metrics per request.
+
+    It also answers an unexpected exception with the generic 500 itself (when no response has started): left to
+    Starlette's outermost error middleware, the exception would be re-raised to the ASGI server, which then drops
+    the client's keep-alive connection."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -74,24 +77,28 @@ class RequestIdMiddleware:
         request_id = incoming if VALID_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
-        pristine = dict(scope)  # routing rewrites the scope (of mounted apps, for one)
+        route = route_template(scope)
         method = scope["method"] if scope["method"] in METHODS else "OTHER"
         started = time.perf_counter()
-        status = 500
+        status, responding = 500, False
+        IN_FLIGHT.labels(route).inc()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responding
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responding = message["status"], True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if responding:
+                raise
+            await unexpected_response(Request(scope), exc)(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            routed = scope.get("route")
-            route = routed.path_format if isinstance(routed, APIRoute) else route_template(pristine)
+            IN_FLIGHT.labels(route).dec()
             REQUESTS.labels(route, method, str(status)).inc()
             LATENCY.labels(route).observe(seconds)
             log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, seconds * 1000,

@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from app.core.admission import Admission, overloaded
 from app.errors import NotReady, TimedOut
-from app.metrics import BATCH_SIZE, QUEUE_DEPTH
+from app.metrics import BATCH_SIZE, QUEUE_DEPTH, QUEUE_WAIT
 from app.settings import Settings
 from app.tasks.base import BatchModel, Model
 
@@ -191,6 +191,8 @@ class Batcher(Admission):
             for request in list(lane.requests):
                 if len(items) == size:
                     break
+                if request.scheduled == 0:
+                    QUEUE_WAIT.labels(model=lane.name, loop="batch").observe(time.monotonic() - request.arrived)
                 items.append((request, request.scheduled))
                 request.scheduled += 1
                 if request.scheduled == len(request.texts):
@@ -239,6 +241,6 @@ class Batcher(Admission):
             self._report(lane)
 
     def _report(self, lane: _Lane) -> None:
-        QUEUE_DEPTH.labels(queue=f"batcher:{lane.name}").set(lane.waiting_texts())
+        QUEUE_DEPTH.labels(model=lane.name, loop="batch").set(lane.waiting_texts())
         if not lane.requests and self._lanes.get(lane.model) is lane:
             del self._lanes[lane.model]

@@ -4,6 +4,7 @@ calls together never run more than ``APP_MAX_CONCURRENCY`` inferences at once.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ import anyio
 import anyio.to_thread
 
 from app.core.admission import Admission, overloaded
+from app.metrics import QUEUE_DEPTH, QUEUE_WAIT
 from app.tasks.base import Model
 
 Result = TypeVar("Result")
@@ -30,11 +32,15 @@ class Runner(Admission):
         """``work(model)`` in a worker thread once a slot is free."""
         if self.limiter.available_tokens == 0 and self._waiting >= self.max_queue:
             raise overloaded(self._waiting, "requests", "for inference")
+        depth, arrived = QUEUE_DEPTH.labels(model=name, loop="single"), time.monotonic()
         self._waiting += 1
+        depth.inc()
         try:
             await self.limiter.acquire()
         finally:
             self._waiting -= 1
+            depth.dec()
+        QUEUE_WAIT.labels(model=name, loop="single").observe(time.monotonic() - arrived)
         try:
             return await anyio.to_thread.run_sync(work, model)
         finally:

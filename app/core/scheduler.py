@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from app.core.admission import Admission, overloaded
 from app.errors import NotReady
-from app.metrics import BATCH_SIZE, QUEUE_DEPTH, TOKENS_GENERATED
+from app.metrics import BATCH_SIZE, GENERATION_STREAMS, QUEUE_DEPTH, QUEUE_WAIT, TOKENS_GENERATED
 from app.tasks.base import Model
 from app.tasks.generation.cache import KVCache
 from app.tasks.generation.generator import Generator
@@ -41,6 +41,7 @@ class Ticket:
     deadline: float
     """`time.monotonic()` after which it ends with finish_reason ``timeout``."""
     streamed: bool
+    arrived: float = field(default_factory=time.monotonic)
     cancelled: bool = False
     ended: bool = False
     _texts: list[str] = field(default_factory=list)
@@ -89,7 +90,9 @@ class Scheduler:
         self._cache: KVCache | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._queue_depth = QUEUE_DEPTH.labels(f"generation:{name}")
+        self._queue_depth = QUEUE_DEPTH.labels(model=name, loop="stream")
+        self._queue_wait = QUEUE_WAIT.labels(model=name, loop="stream")
+        self._streams = GENERATION_STREAMS.labels(model=name)
         self._batch_size = BATCH_SIZE.labels(name)
         self._tokens = TOKENS_GENERATED.labels(name)
 
@@ -137,15 +140,18 @@ class Scheduler:
             try:
                 self._admit(incoming)
                 self._retire()
+                self._streams.set(len(self._active))
                 if self._active:
                     self._step()
                     self._retire()
+                self._streams.set(len(self._active))
             except Exception as exc:
                 log.exception("generation with %s failed", self.name)
                 for ticket in {*incoming, *self._active}:
                     if not ticket.ended:
                         self._end(ticket, exc)
                 self._active, self._cache = [], None
+                self._streams.set(0)
 
     def _expire_waiting(self) -> list[Ticket]:
         """Take cancelled and timed-out tickets out of the queue (under the lock); returns the timed-out ones."""
@@ -164,6 +170,7 @@ class Scheduler:
             if ticket.cancelled or ticket.sequence.finish_reason is not None:
                 self._end(ticket)
                 continue
+            self._queue_wait.observe(time.monotonic() - ticket.arrived)
             try:
                 text, cache = self.generator.prefill(ticket.sequence)
             except Exception as exc:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from app.core.admission import Admission
 from app.core.batcher import Batcher
-from app.core.limits import check_new_tokens, check_text, check_texts
+from app.core.limits import check_new_tokens, check_text, check_texts, check_unicode
 from app.core.registry import Registry
 from app.core.runner import Runner
 from app.core.scheduler import GenerationJob, Schedulers
@@ -85,16 +85,18 @@ class Service:
         await self.runner.close(0)
         await self.schedulers.close(self.settings.request_timeout_s)
 
-    async def predict(self, task: str, model: str | None, texts: Sequence[str],
-                      loc: list[str | int]) -> tuple[str, list[Any]]:
-        """One result per text from a model of a batched ``task`` (classification, embeddings), in input order."""
-        check_texts(texts, self.settings, loc)
+    async def predict(self, task: str, model: str | None, texts: Sequence[str], loc: list[str | int],
+                      single: bool = False) -> tuple[str, list[Any]]:
+        """One result per text from a model of a batched ``task`` (classification, embeddings), in input order.
+        ``loc`` locates the texts' field in errors (``single``: a field of one text, not a list)."""
+        check_texts(texts, self.settings, loc, single)
         name, found = self.registry.get(model, task)
         return name, await self.loops[TASKS[task].loop].submit(name, found, texts)
 
     def prompt(self, model: str | None, prompt: str, max_new_tokens: int, new_tokens_field: str) -> Prompt:
         """Check the limits that need settings or the model, and tokenise the prompt."""
         check_new_tokens(max_new_tokens, self.settings, new_tokens_field)
+        check_unicode(prompt, ["body", "prompt"])
         name, found = self._generator(model)
         return self._fitting(name, found, found.encode(prompt))
 
@@ -103,6 +105,8 @@ class Service:
         """The prompt of the assistant's next turn, rendered with the model's own chat template (422 when the
         model has none, or its template refuses the conversation)."""
         check_new_tokens(max_new_tokens, self.settings, new_tokens_field)
+        for index, message in enumerate(messages):
+            check_unicode(message["content"], ["body", "messages", index, "content"])
         name, found = self._generator(model)
         try:
             ids = found.encode_chat(messages)
@@ -128,6 +132,8 @@ class Service:
 
     def generate(self, prompt: Prompt, params: GenerationParams, streamed: bool) -> AsyncIterator[Chunk]:
         """Start the generation (`Overloaded` now, before any response) and return its chunks."""
+        for index, stop in enumerate(params.stop):
+            check_unicode(stop, ["body", "stop", index])
         job = GenerationJob(prompt.ids, params, self.settings.request_timeout_s, streamed)
         chunks: AsyncIterator[Chunk] = self.schedulers.submit(prompt.model, prompt.generator, job)
         return chunks

@@ -67,7 +67,7 @@ def test_backends_agree_through_the_api(tiny_artifact: Path) -> None:
     ({"text": ""}, "text"), ({"text": "   "}, "text"), ({"texts": []}, "texts"), ({"text": 42}, "text"),
     ({"texts": "one string"}, "texts"), ({"texts": ["fine", " "]}, "texts"), ({}, "body"),
     ({"text": "a", "texts": ["b"]}, "body"), ({"text": "a", "extra": 1}, "extra"),
-    ({"texts": ["x"] * 9}, "texts"), ({"texts": ["ok", "y" * 301]}, "texts"), ({"text": "y" * 301}, "texts"),
+    ({"texts": ["x"] * 9}, "texts"), ({"texts": ["ok", "y" * 301]}, "texts"), ({"text": "y" * 301}, '["body", "text"]'),
 ])
 def test_bad_input_is_422_with_clear_json(client: TestClient, body: dict[str, Any], where: str) -> None:
     response = client.post("/v1/sentiment", json=body)
@@ -180,7 +180,7 @@ def test_checksum_mismatch_fails_one_model_others_serve(tiny_artifact: Path, tmp
 def test_no_models_is_not_ready(tmp_path: Path) -> None:
     with serve(tmp_path) as client:
         assert client.get("/health/ready").status_code == 503
-        assert client.get("/v1/models").json() == {"models": []}
+        assert client.get("/v1/models").json() == {"object": "list", "data": [], "models": []}
         assert client.post("/v1/sentiment", json={"text": "good"}).status_code == 503
 
 

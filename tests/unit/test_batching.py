@@ -214,7 +214,7 @@ def test_batches_are_keyed_by_backend_object_and_recorded() -> None:
                 tg.start_soon(b.submit, "keyed", backend, [text])
         assert old.calls == [["o1", "o2", "o3"]] and new.calls == [["n1", "n2"]]
         assert calls_of("keyed") - before == 2
-        assert REGISTRY.get_sample_value("app_queue_depth", {"queue": "batcher:keyed"}) == 0
+        assert REGISTRY.get_sample_value("app_queue_depth", {"model": "keyed", "loop": "batch"}) == 0
 
     anyio.run(main)
 

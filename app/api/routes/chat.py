@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.docs import CLIENT_CLOSED, GENERATION_ERRORS, STREAM
-from app.api.schemas.generation import MAX_STOPS
+from app.api.schemas.generation import stops
 from app.api.streaming import gather, merge, sse
 from app.core.service import Prompt, Service
 from app.tasks.generation.sampling import SamplingParams
@@ -69,13 +69,7 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, description="Accepted and ignored.")
 
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> list[str]:
-        stops = [value] if isinstance(value, str) else list(value or [])
-        if len(stops) > MAX_STOPS or any(not s for s in stops):
-            raise ValueError(f"at most {MAX_STOPS} non-empty stop strings")
-        return stops
+    _stop = field_validator("stop", mode="before")(staticmethod(stops))
 
 
 class AssistantMessage(BaseModel):

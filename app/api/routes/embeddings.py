@@ -62,7 +62,8 @@ def encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 async def embeddings(body: EmbeddingRequest, service: ServiceDep) -> EmbeddingResponse:
     """One unit-length vector per text, in input order (mean-pooled token states, L2-normalised). Texts beyond
     the model's `max_length` tokens are truncated; concurrent requests share batched model calls."""
-    name, results = await service.predict(SENTENCE_EMBEDDING, body.model, body.texts(), ["body", "input"])
+    name, results = await service.predict(SENTENCE_EMBEDDING, body.model, body.texts(), ["body", "input"],
+                                          isinstance(body.input, str))
     if body.dimensions is not None and results and body.dimensions != len(results[0].vector):
         raise field_error(f"model {name!r} has {len(results[0].vector)} dimensions, not {body.dimensions}",
                           ["body", "dimensions"])

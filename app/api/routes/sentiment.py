@@ -23,7 +23,9 @@ async def sentiment(body: SentimentRequest, service: ServiceDep) -> SentimentRes
     Concurrent requests share batched model calls (`APP_MAX_BATCH_SIZE`, `APP_BATCH_WAIT_MS`); a request
     waiting beyond `APP_REQUEST_TIMEOUT_S` gets 504.
     """
-    name, predictions = await service.predict(TEXT_CLASSIFICATION, body.model, body.items(), ["body", "texts"])
+    single = body.texts is None
+    name, predictions = await service.predict(TEXT_CLASSIFICATION, body.model, body.items(),
+                                              ["body", "text" if single else "texts"], single)
     return SentimentResponse(model=name, results=[
         SentimentResult(label=p.label, score=p.score, scores=p.scores, truncated=p.truncated)
         for p in predictions])

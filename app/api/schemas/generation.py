@@ -16,8 +16,15 @@ def _prompt(text: str) -> str:
     return text
 
 
-def _stops(value: str | list[str] | None) -> list[str]:
-    stops = [value] if isinstance(value, str) else list(value or [])
+def stops(value: object) -> list[str]:
+    """``stop`` as a list: one string, a list of strings, or nothing (a `field_validator` in mode before)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ValueError("stop must be a string or a list of strings")
+    stops: list[str] = value
     if len(stops) > MAX_STOPS or any(not s for s in stops):
         raise ValueError(f"at most {MAX_STOPS} non-empty stop strings")
     return stops
@@ -45,7 +52,7 @@ class GenerateRequest(BaseModel):
     @field_validator("stop", mode="before")
     @classmethod
     def _stop(cls, value: str | list[str] | None) -> list[str]:
-        return _stops(value)
+        return stops(value)
 
 
 class Usage(BaseModel):
@@ -85,7 +92,7 @@ class CompletionRequest(BaseModel):
     @field_validator("stop", mode="before")
     @classmethod
     def _stop(cls, value: str | list[str] | None) -> list[str]:
-        return _stops(value)
+        return stops(value)
 
 
 class CompletionChoice(BaseModel):
