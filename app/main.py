@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS)
     for module in (health, pages, metrics, admin):
         app.include_router(module.router)
+    app.include_router(kserve.probes)
     return app
 
 

@@ -55,6 +55,8 @@ class Row:
     task: str
     native: Probe
     adapter: Probe
+    chat: bool = False
+    """The model must have a chat template (manifest ``generation.chat_template``)."""
 
 
 def _v2_json(model: str) -> dict[str, Any]:
@@ -93,6 +95,36 @@ SENTIMENT = Probe("POST /v1/sentiment",
 EMBEDDINGS = Probe("POST /v1/embeddings",
                    lambda model: {"method": "POST", "url": "/v1/embeddings", "json": {"input": TEXT, "model": model}},
                    lambda r: list(r.json()["data"][0]["embedding"]))
+MESSAGES = [{"role": "user", "content": TEXT}]
+CHAT_TOKENS = 8
+
+
+def _chat_prompt(model: str, models_dir: Path) -> str:
+    """The prompt /v1/chat/completions builds for MESSAGES: the model's own chat template, applied by
+    transformers (an independent rendering of the same template)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / model / "hf")
+    return str(tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False))
+
+
+def _text_codes(text: str) -> list[float]:
+    return [float(byte) for byte in text.encode()]
+
+
+def chat_rows(models_dir: Path) -> list[Row]:
+    completions = Probe("POST /v1/completions (the rendered prompt)",
+                        lambda model: {"method": "POST", "url": "/v1/completions", "json": {
+                            "model": model, "prompt": _chat_prompt(model, models_dir), "max_tokens": CHAT_TOKENS,
+                            "temperature": 0}},
+                        lambda r: _text_codes(r.json()["choices"][0]["text"]))
+    chat = Probe("POST /v1/chat/completions",
+                 lambda model: {"method": "POST", "url": "/v1/chat/completions", "json": {
+                     "model": model, "messages": MESSAGES, "max_tokens": CHAT_TOKENS, "temperature": 0}},
+                 lambda r: _text_codes(r.json()["choices"][0]["message"]["content"]))
+    return [Row("openai-chat", "text-generation", completions, chat, chat=True)]
+
+
 ROWS = [
     Row("v2-infer-json", "text-classification", SENTIMENT,
         Probe("POST /v2/models/{name}/infer (JSON)", _v2_json, lambda r: _v2_output(r, "probabilities"))),
@@ -156,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rows", nargs="*", default=[r.name for r in ROWS], choices=[r.name for r in ROWS])
+    names = [r.name for r in [*ROWS, *chat_rows(Path())]]
+    parser.add_argument("--rows", nargs="*", default=names, choices=names)
     parser.add_argument("--out", type=Path, default=RESULTS / "protocol_overhead.json")
     args = parser.parse_args(argv)
     port = free_port()
@@ -164,16 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with serve("app", app_argv(), env, port, "/health/ready") as server, \
             httpx.Client(base_url=server.url, timeout=60) as client:
-        listed = client.get("/v1/models").json()["models"]
-        ready = {}
+        listed = [m for m in client.get("/v1/models").json()["models"] if m["status"] == "ready"]
+        ready, chatty = {}, {}
         for m in listed:
-            if m["status"] == "ready":
-                ready.setdefault(m["task"], m["name"])
-        for row in (r for r in ROWS if r.name in args.rows):
-            if row.task not in ready:
+            ready.setdefault(m["task"], m["name"])
+            manifest = json.loads((args.models_dir / m["name"] / "manifest.json").read_text())
+            if manifest.get("generation", {}).get("chat_template"):
+                chatty.setdefault(m["task"], m["name"])
+        for row in (r for r in [*ROWS, *chat_rows(args.models_dir)] if r.name in args.rows):
+            candidates = chatty if row.chat else ready
+            if row.task not in candidates:
                 print(f"skipped {row.name}: no ready {row.task} model in {args.models_dir}", file=sys.stderr)
                 continue
-            results.append(measure(client, row, ready[row.task], args.requests, args.warmup))
+            results.append(measure(client, row, candidates[row.task], args.requests, args.warmup))
             print(f"{row.name}: done", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({

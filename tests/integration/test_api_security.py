@@ -75,6 +75,16 @@ def test_key_matrix(locked: TestClient, method: str, path: str, headers: dict[st
         assert response.json()["code"] == "forbidden"
 
 
+def test_v2_probes_are_keyless_and_v2_models_need_a_key(locked: TestClient) -> None:
+    assert locked.get("/v2/health/live").json() == {"live": True}
+    assert locked.get("/v2/health/ready").status_code == 200
+    refused = locked.get("/v2/models/tiny-sentiment")
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    assert "error" in refused.json() and "code" not in refused.json()  # the protocol's own envelope
+    assert locked.get("/v2/models/tiny-sentiment", headers=USER).status_code == 200
+    assert locked.get("/v2", headers=USER).status_code == 200 and locked.get("/v2").status_code == 401
+
+
 def test_without_keys_v1_is_open_and_admin_closed(open_app: TestClient) -> None:
     assert open_app.post("/v1/sentiment", json=TEXT).status_code == 200
     closed = open_app.get("/probe/admin", headers=ADMIN)

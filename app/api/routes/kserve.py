@@ -51,6 +51,8 @@ from contract import GENERATION, SENTENCE_EMBEDDING, TEXT_CLASSIFICATION, Artifa
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+probes = APIRouter(prefix="/v2/health", tags=["open inference protocol (v2)"])
+"""Liveness and readiness answer without an API key, as /health/* do (orchestrators probe them keyless)."""
 
 PLATFORMS = {"onnx": "onnx_onnxv1", "torch": "pytorch_transformers"}
 ERRORS = {400: "Invalid request or tensor (the message names the input), or a limit exceeded.",
@@ -106,12 +108,12 @@ async def server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name="transformer-stack", version=str(request.app.version), extensions=EXTENSIONS)
 
 
-@router.get("/health/live", response_model=ServerLive, responses=errors(), summary="Server live")
+@probes.get("/live", response_model=ServerLive, responses=errors(), summary="Server live")
 async def live() -> ServerLive:
     return ServerLive(live=True)
 
 
-@router.get("/health/ready", response_model=ServerReady, responses=errors(503), summary="Server ready")
+@probes.get("/ready", response_model=ServerReady, responses=errors(503), summary="Server ready")
 async def ready(registry: RegistryDep) -> ServerReady:
     """200 once warm-up has finished and a model serves (as /health/ready: a failed model does not block it)."""
     if not registry.ready:
