@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.core.registry import Registry
@@ -26,3 +28,26 @@ def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
             assert time.monotonic() < deadline, "warm-up did not finish"
             time.sleep(0.02)
         yield client
+
+
+@contextmanager
+def warming(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, threading.Event]]:
+    """The app with warm-up held back until the event is set; on leaving, waits until warm-up has finished."""
+    release = threading.Event()
+    warmup_all = Registry.warmup_all
+
+    def blocked(self: Registry) -> None:
+        release.wait(30)
+        warmup_all(self)
+
+    monkeypatch.setattr(Registry, "warmup_all", blocked)
+    settings = Settings(_env_file=None, models_dir=models_dir, threads=1)
+    with TestClient(create_app(settings)) as client:
+        try:
+            yield client, release
+        finally:
+            release.set()
+            deadline = time.monotonic() + 30
+            while not client.app.state.service.registry.warmed:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline
+                time.sleep(0.02)

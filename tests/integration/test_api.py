@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from app.core.registry import Registry
 from app.main import create_app
 from app.runtimes import DeviceError
 from app.settings import Settings, SettingsError
-from tests.integration.conftest import serve
+from tests.integration.conftest import serve, warming
 
 SENTENCES = ["the movie was very good .", "the plot was very bad .", "a great and warm story",
              "this film is dull and boring", "it was not fun"]
@@ -136,16 +135,7 @@ def test_docs_offline(client: TestClient) -> None:
 
 
 def test_ready_is_503_until_warm(tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    release = threading.Event()
-    warmup_all = Registry.warmup_all
-
-    def blocked(self: Registry) -> None:
-        release.wait(30)
-        warmup_all(self)
-
-    monkeypatch.setattr(Registry, "warmup_all", blocked)
-    settings = Settings(_env_file=None, models_dir=tiny_artifact.parent, threads=1)
-    with TestClient(create_app(settings)) as client:
+    with warming(tiny_artifact.parent, monkeypatch) as (client, release):
         not_ready = client.get("/health/ready")
         assert not_ready.status_code == 503
         assert not_ready.json()["models"] == {"tiny-sentiment": "warming"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from app.core.registry import Registry
-from app.main import create_app
-from app.settings import Settings
 from tests.conftest import LABELS
 from tests.integration.conftest import serve
+from tests.integration.conftest import warming as warming_app
 
 TEXTS = ["the movie was very good .", "a dull and boring plot", "it was fun"]
 PROMPT = "The sea was calm and"
@@ -349,25 +346,14 @@ def test_keys_guard_v2_and_errors_keep_the_envelope(tiny_artifact: Path) -> None
 
 
 def test_not_ready_is_503(tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    release = threading.Event()
-    warmup_all = Registry.warmup_all
-
-    def blocked(self: Registry) -> None:
-        release.wait(30)
-        warmup_all(self)
-
-    monkeypatch.setattr(Registry, "warmup_all", blocked)
-    settings = Settings(_env_file=None, models_dir=tiny_artifact.parent, threads=1)
-    with TestClient(create_app(settings)) as warming:
-        try:
-            for path in ("/v2/health/ready", "/v2/models/tiny-sentiment/ready"):
-                answer = warming.get(path)
-                assert answer.status_code == 503 and list(answer.json()) == ["error"], path
-            assert "warming" in warming.get("/v2/models/tiny-sentiment/ready").json()["error"]
-            assert warming.post(CLASSIFY, json={"inputs": [text_input(TEXTS)]}).status_code == 503
-            assert warming.get("/v2/models/tiny-sentiment").status_code == 200  # metadata needs no warm model
-        finally:
-            release.set()
+    with warming_app(tiny_artifact.parent, monkeypatch) as (warming, release):
+        for path in ("/v2/health/ready", "/v2/models/tiny-sentiment/ready"):
+            answer = warming.get(path)
+            assert answer.status_code == 503 and list(answer.json()) == ["error"], path
+        assert "warming" in warming.get("/v2/models/tiny-sentiment/ready").json()["error"]
+        assert warming.post(CLASSIFY, json={"inputs": [text_input(TEXTS)]}).status_code == 503
+        assert warming.get("/v2/models/tiny-sentiment").status_code == 200  # metadata needs no warm model
+        release.set()
         deadline = time.monotonic() + 30
         while warming.get("/v2/models/tiny-sentiment/ready").status_code != 200:
             assert time.monotonic() < deadline
