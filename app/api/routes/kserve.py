@@ -213,7 +213,12 @@ def _start(service: Service, name: str, text: str, parameters: TextGenerateParam
     """Start a generation (limits checked, prompt tokenised) with the generate extension's parameters."""
     p = parameters or TextGenerateParameters()
     max_tokens = p.max_tokens or min(DEFAULT_MAX_TOKENS, service.settings.max_new_tokens)
-    prompt = service.prompt(name, text, max_tokens, "max_tokens")
+    try:
+        prompt = service.prompt(name, text, max_tokens, "max_tokens")
+    except InvalidInput as exc:
+        if exc.extra.get("detail", [{}])[0].get("loc", [""])[-1] != "prompt":
+            raise
+        raise InvalidInput(f"input 'text_input': {exc.message}", **exc.extra) from None
     sampling = SamplingParams(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
                               repetition_penalty=p.repetition_penalty)
     params = GenerationParams(max_new_tokens=max_tokens, sampling=sampling, stop=p.stops(), seed=p.seed)
