@@ -52,7 +52,15 @@ Text generation: `POST /v1/generate` (JSON or server-sent events) and the OpenAI
 
 Sentence embeddings: the OpenAI-compatible `POST /v1/embeddings` (unit-length vectors, float or base64).
 
-When API keys are configured, `/v1/*` need `Authorization: Bearer <key>` or `X-API-Key: <key>` (Authorize)."""
+Chat: the OpenAI-compatible `POST /v1/chat/completions` (the model's own chat template; OpenAI's error envelope).
+`/v2/...`: the Open Inference Protocol (KServe v2, Triton's clients), JSON and binary tensor data.
+
+Text in every field of every protocol: a lone UTF-16 surrogate (`"\\ud800"`, valid JSON but no character) is
+refused (422, or 400 on `/v2`) naming the field, the index and the position; NUL and control characters are passed
+as given (each model's tokenizer treats them as it was trained to); Unicode normal forms are never changed.
+
+When API keys are configured, `/v1/*` and `/v2/*` (but `/v2/health/*`) need `Authorization: Bearer <key>` or
+`X-API-Key: <key>` (Authorize)."""
 
 
 async def _warm_up(registry: Registry, started: float) -> None:
