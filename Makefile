@@ -11,7 +11,7 @@ GPT2      := $(MODELS_DIR)/gpt2-$(PROFILE)/manifest.json
 SMOLLM2   := $(MODELS_DIR)/smollm2-135m-instruct/manifest.json
 EMBED     := $(MODELS_DIR)/minilm-embed/manifest.json
 
-.PHONY: run install models serve test lint pytest clean bench
+.PHONY: run install models serve serve-ray test lint pytest clean bench
 
 run: models serve
 
@@ -57,6 +57,15 @@ $(EMBED):
 serve: install
 	@echo "==> [serve] starting the API (APP_* settings; see README)"
 	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app
+
+# The same service as REPLICAS Ray Serve replicas (app/serve_ray.py, deploy/ray/serve.yaml) on a local Ray instance,
+# or on the cluster at RAY_ADDRESS (e.g. ray://head:10001); more flags in RAY_ARGS (--min-replicas, --num-gpus, ...).
+REPLICAS ?= 2
+RAY_ARGS ?=
+serve-ray: models
+	@$(BIN)/python -c "import ray.serve" 2>/dev/null || $(BIN)/pip install -q -e ".[$(EXTRAS),dev,ray]"
+	@echo "==> [serve-ray] $(REPLICAS) replicas of the API on Ray Serve (:8000; Ctrl-C stops them)"
+	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app.serve_ray --replicas $(REPLICAS) $(RAY_ARGS)
 
 test: lint pytest
 
