@@ -2,7 +2,8 @@
 
     make serve-ray REPLICAS=2                       # a local Ray instance, http://127.0.0.1:8000
     python -m app.serve_ray --replicas 2            # the same; --min-replicas/--max-replicas: autoscaling
-    RAY_ADDRESS=http://head:8265 serve deploy deploy/ray/serve.yaml    # an existing cluster, same config
+    RAY_ADDRESS=ray://head:10001 make serve-ray     # `serve run` on an existing cluster
+    serve deploy deploy/ray/serve.yaml --address http://head:8265     # declaratively (Ray's dashboard address)
 
 `deploy/ray/serve.yaml` is a Serve config file (`serve run` / `serve deploy` read it as it is): the application's
 import path is `build` below, its deployment section sets the replicas (or autoscaling), `max_ongoing_requests` and
@@ -202,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-gpus", type=float, help="GPUs per replica (set APP_DEVICE=cuda too)")
     parser.add_argument("--host", help="interface of Ray's HTTP proxy (default: the config's)")
     parser.add_argument("--port", type=int, help="port of Ray's HTTP proxy (default: the config's)")
-    parser.add_argument("--deploy", action="store_true",
-                        help="`serve deploy` to the cluster at RAY_ADDRESS and return, instead of `serve run`")
+    parser.add_argument("--deploy", action="store_true", help="`serve deploy` to the cluster whose dashboard is at "
+                        "RAY_DASHBOARD_ADDRESS and return, instead of `serve run` (RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--print", action="store_true", dest="print_only", help="print the config and exit")
     args = parser.parse_args(argv)
     env = {key: value for key, value in os.environ.items() if key.startswith("APP_")}
@@ -220,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     handle, name = tempfile.mkstemp(prefix="serve-", suffix=".yaml")
     with os.fdopen(handle, "w") as out:
         out.write(text)
-    print(f"==> Serve config {name} ({'serve deploy' if args.deploy else 'serve run'}; "
-          f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS', '(a new local Ray instance)')})", flush=True)
+    target = (f"RAY_DASHBOARD_ADDRESS={os.environ.get('RAY_DASHBOARD_ADDRESS', 'http://localhost:8265')}"
+              if args.deploy else f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS', '(a new local Ray instance)')}")
+    print(f"==> Serve config {name} ({'serve deploy' if args.deploy else 'serve run'}; {target})", flush=True)
     os.execv(serve_cli, [serve_cli, "deploy" if args.deploy else "run", name])
 
 

@@ -59,7 +59,11 @@ def test_the_config_is_a_valid_serve_config() -> None:
     deployment = ServeDeploySchema.model_validate(scaled).applications[0].deployments[0]
     assert deployment.num_replicas == "auto" and deployment.autoscaling_config["max_replicas"] == 4
     assert deployment.ray_actor_options.num_cpus == 2
-    assert scaled["applications"][0]["runtime_env"]["env_vars"]["APP_THREADS"] == "2"
+    variables = scaled["applications"][0]["runtime_env"]["env_vars"]
+    assert variables["APP_THREADS"] == "2"
+    assert Path(variables["APP_MODELS_DIR"]).is_absolute()  # replicas do not run in the caller's folder
+    original = yaml.safe_load(CONFIG.read_text())["applications"][0]["runtime_env"]["env_vars"]
+    assert original["APP_MODELS_DIR"] == "models"  # the file itself is left as it is
 
 
 def test_replicas_share_concurrent_requests_and_each_loaded_the_models(ray_serve: str) -> None:
