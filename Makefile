@@ -70,8 +70,8 @@ serve-ray: models
 test: lint pytest
 
 lint: install
-	$(BIN)/ruff check app training tests benchmarks
-	$(BIN)/mypy app contract
+	$(BIN)/ruff check app training tests benchmarks transformer
+	$(BIN)/mypy app contract transformer
 	$(BIN)/lint-imports
 
 pytest: install
