@@ -14,7 +14,7 @@ import jsonschema
 
 from contract.hashing import MANIFEST, file_table
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 SUPPORTED_MAJOR = 1
 SCHEMA_PATH = Path(__file__).resolve().with_name("manifest.schema.json")
 

@@ -73,6 +73,27 @@ def test_schema_rejects_broken_manifests(tmp_path: Path, breakage) -> None:
         validate_manifest(manifest)
 
 
+ARCHITECTURE = {"name": "transformer-lm", "layers": 4, "heads": 4, "d_model": 256, "d_ff": 512,
+                "position": "learned", "experts": 4, "top_k": 2, "capacity_factor": 1.25}
+
+
+@pytest.mark.parametrize(("change", "valid"), [
+    ({}, True),
+    ({"experts": None, "top_k": None, "capacity_factor": None}, True),  # a dense model
+    ({"top_k": None}, False),  # experts need their top-k and capacity factor
+    ({"position": "rotary"}, False),
+    ({"layers": 0}, False),
+])
+def test_architecture_block(tmp_path: Path, change: dict, valid: bool) -> None:
+    block = {k: v for k, v in {**ARCHITECTURE, **change}.items() if v is not None}
+    manifest = {**artifact(tmp_path), "architecture": block}
+    if valid:
+        validate_manifest(manifest)
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            validate_manifest(manifest)
+
+
 def test_a_legacy_sentiment_task_still_validates(tmp_path: Path) -> None:
     manifest = artifact(tmp_path)
     validate_manifest({**manifest, "task": LEGACY_CLASSIFICATION, "schema_version": "1.3"})
