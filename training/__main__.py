@@ -21,8 +21,10 @@ from training.verbs.import_gguf import import_gguf
 from training.verbs.lm import lm
 from training.verbs.quantize import quantize
 from training.verbs.sentiment import sentiment
+from training.verbs.transformer_lm import transformer_lm
 
-VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf, embedding]
+VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf, embedding,
+                                   transformer_lm]
 
 
 def main() -> None:

@@ -121,3 +121,30 @@ class LMModelConfig:
     warmup_steps: int = 100
     onnx: bool = True
     """Export the ONNX graphs (KV-cache decoder, attention graph) beside the HF folder."""
+
+
+@dataclass
+class TransformerModelConfig:
+    """The from-scratch Transformer of transformer/ (`TransformerConfig`'s fields but the vocabulary, which the
+    corpus's BPE decides) and its optimiser."""
+
+    context_length: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_model: int = 256
+    d_ff: int = 1024
+    """FFN hidden size (of each expert in a Mixture of Experts)."""
+    dropout: float = 0.0
+    position: str = "sinusoidal"
+    """sinusoidal ("Attention Is All You Need") or learned (GPT-2)."""
+    n_experts: int = 0
+    """0 = a dense FFN in every block; else a Mixture of Experts of that many FFNs in every block."""
+    top_k: int = 2
+    capacity_factor: float = 1.25
+    aux_loss_weight: float = 0.01
+    """Weight of the MoE load-balancing loss in the training loss (Switch Transformer: 0.01)."""
+    learning_rate: float = 6e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    onnx: bool = True
+    """Export the ONNX graphs (KV-cache decoder, attention graph) beside the HF folder."""

@@ -6,11 +6,13 @@ import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from training.__main__ import VERBS
+from training.language_model.causal_lm import PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
 MAKEFILE = REPO / "Makefile"
@@ -102,3 +104,29 @@ def test_every_recipe_names_its_artifact_by_its_profile() -> None:
     for path in sorted((REPO / "training" / "configs").glob("lm-*.yaml")):
         profile = path.stem.rsplit("-", 1)[1]
         assert yaml.safe_load(path.read_text())["output"]["name"] == f"gpt2-{profile}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_transformer_recipes_are_comparable_with_gpt2(profile: str) -> None:
+    """transformer-<profile> trains as lm-<profile> (same data and trainer sections, same optimiser), and its MoE
+    twin differs only by experts whose top-k together are as wide as the dense FFN (the same active size). The dense
+    model has the GPT-2 preset's size."""
+    def recipe(name: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load((REPO / "training" / "configs" / f"{name}-{profile}.yaml").read_text())
+        return loaded
+
+    gpt2, dense, moe = recipe("lm"), recipe("transformer"), recipe("transformer-moe")
+    assert (dense["output"]["name"], moe["output"]["name"]) == (f"transformer-{profile}", f"transformer-moe-{profile}")
+    for section in ("data", "trainer"):
+        assert gpt2[section] == dense[section] == moe[section], section
+    for key in ("context_length", "learning_rate", "warmup_steps"):
+        assert gpt2["model"][key] == dense["model"][key] == moe["model"][key], key
+    size = PRESETS[gpt2["model"]["preset"]]
+    assert (dense["model"]["n_layers"], dense["model"]["n_heads"], dense["model"]["d_model"]) == (
+        size["n_layer"], size["n_head"], size["n_embd"])
+    assert dense["model"]["d_ff"] == 4 * size["n_embd"]  # GPT-2's MLP width
+    assert moe["model"]["top_k"] * moe["model"]["d_ff"] == dense["model"]["d_ff"]
+    moe_only = {"n_experts", "top_k", "capacity_factor", "aux_loss_weight"}
+    assert {k: v for k, v in moe["model"].items() if k not in moe_only | {"d_ff"}} == {
+        k: v for k, v in dense["model"].items() if k != "d_ff"}
+    assert moe["model"]["n_experts"] > moe["model"]["top_k"]

@@ -59,6 +59,8 @@ def verify(graph: nn.Module, onnx_path: Path, cases: list[dict[str, np.ndarray]]
             diff = np.abs(want.numpy() - have)
             if name == "attentions":
                 diff = diff * case["attention_mask"][None, :, None, :, None]
+            elif name == "routing":  # [layers, batch, seq, top_k]
+                diff = diff * case["attention_mask"][None, :, :, None]
             worst[name] = max(worst[name], float(diff.max()))
     for name, value in worst.items():
         if value > atol[name]:

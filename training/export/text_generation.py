@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ VERIFY_PROMPTS = ["The", "It was a dark and stormy night, and the sea"]
 VERIFY_STEPS = 16
 ATTENTION_GRAPH = "model.attn.onnx"
 ATTENTION_OUTPUTS = ["logits", "attentions"]
-ATTENTION_ATOL = {"logits": 1e-3, "attentions": 1e-4}
+ATTENTION_ATOL = {"logits": 1e-3, "attentions": 1e-4, "routing": 0.0}
 ATTENTION_VERIFY_TOKENS = 64
 
 
@@ -40,7 +41,13 @@ def io_names(layers: int) -> tuple[list[str], list[str]]:
     return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
 
 
-def kv_shape(config: Any) -> tuple[int, int, int]:
+KVShape = tuple[int, int, int]
+"""(layers, kv heads, head dim) of a decoder."""
+Reference = Callable[[list[int], int], tuple[list[int], np.ndarray]]
+"""(prompt, steps) -> PyTorch's greedy tokens and its logits over the prompt ``[1, seq, vocab]``."""
+
+
+def kv_shape(config: Any) -> KVShape:
     """(layers, kv heads, head dim) of a decoder config (GPT-2 or Llama-style names)."""
     layers = int(config.num_hidden_layers)
     heads = int(config.num_attention_heads)
@@ -65,9 +72,9 @@ class KVCacheGraph(nn.Module):
         return (out.logits, *present)
 
 
-def example_inputs(config: Any, batch: int = 1, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
-    layers, heads, head_dim = kv_shape(config)
-    ids = torch.randint(0, int(config.vocab_size), (batch, seq))
+def example_inputs(vocab: int, kv: KVShape, batch: int = 1, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
+    layers, heads, head_dim = kv
+    ids = torch.randint(0, vocab, (batch, seq))
     mask = torch.ones((batch, past + seq), dtype=torch.long)
     mask[:, 0] = 0
     positions = torch.arange(past - 1, past - 1 + seq).expand(batch, seq).contiguous()
@@ -75,17 +82,18 @@ def example_inputs(config: Any, batch: int = 1, seq: int = 3, past: int = 2) -> 
     return (ids, mask, positions, *kv)
 
 
-def export_decoder(model: nn.Module, path: Path, context_length: int) -> tuple[list[str], list[str]]:
-    """Dynamo export of `KVCacheGraph` with dynamic batch, sequence and past axes; weights in the one file."""
-    config = model.config  # type: ignore[union-attr]
-    inputs, outputs = io_names(kv_shape(config)[0])
+def export_decoder(graph: nn.Module, path: Path, context_length: int, vocab: int,
+                   kv: KVShape) -> tuple[list[str], list[str]]:
+    """Dynamo export of a decoder graph (`KVCacheGraph`, or any module with its inputs and outputs) with dynamic
+    batch, sequence and past axes; weights in the one file."""
+    inputs, outputs = io_names(kv[0])
     batch = torch.export.Dim("batch", min=1, max=64)
     seq = torch.export.Dim("sequence", min=1, max=context_length)
     past = torch.export.Dim("past", min=1, max=context_length + 1)
     total = torch.export.Dim.DYNAMIC  # = past + sequence, inferred by the exporter
     past_shapes = tuple({0: batch, 2: past} for _ in inputs[3:])  # *past is one varargs tuple to torch.export
     shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, past_shapes)
-    torch.onnx.export(KVCacheGraph(model).eval(), example_inputs(config), str(path), dynamo=True,
+    torch.onnx.export(graph.eval(), example_inputs(vocab, kv), str(path), dynamo=True,
                       external_data=False, opset_version=OPSET, input_names=inputs, output_names=outputs,
                       dynamic_shapes=shapes, verbose=False)
     return inputs, outputs
@@ -94,9 +102,9 @@ def export_decoder(model: nn.Module, path: Path, context_length: int) -> tuple[l
 class OrtDecoder:
     """A minimal greedy decoding loop over the exported graph (verification only; the app has its own)."""
 
-    def __init__(self, path: Path, config: Any) -> None:
+    def __init__(self, path: Path, kv: KVShape) -> None:
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.layers, self.heads, self.head_dim = kv_shape(config)
+        self.layers, self.heads, self.head_dim = kv
 
     def run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
             past: list[np.ndarray]) -> list[np.ndarray]:
@@ -123,6 +131,13 @@ class OrtDecoder:
         return tokens, first
 
 
+def verify_prompts(tokenizer: Any, context_length: int) -> tuple[list[list[int]], int]:
+    """The token ids of ``VERIFY_PROMPTS`` and the greedy steps to check after each (both within the context)."""
+    steps = min(VERIFY_STEPS, context_length // 2)
+    return [(tokenizer(text, add_special_tokens=False)["input_ids"] or [0])[: context_length - steps]
+            for text in VERIFY_PROMPTS], steps
+
+
 def torch_greedy(model: nn.Module, prompt: list[int], steps: int) -> tuple[list[int], np.ndarray]:
     """Reference: greedy decoding with the HF model's own DynamicCache."""
     tokens: list[int] = []
@@ -140,14 +155,14 @@ def torch_greedy(model: nn.Module, prompt: list[int], steps: int) -> tuple[list[
     return tokens, first
 
 
-def verify_decoder(model: nn.Module, path: Path, prompts: list[list[int]], steps: int = 16,
+def verify_decoder(reference: Reference, path: Path, kv: KVShape, prompts: list[list[int]], steps: int = 16,
                    atol: float = 1e-3) -> float:
-    """Max abs logit difference ORT vs PyTorch over ``prompts``; raise if above ``atol`` or if greedy tokens
-    differ."""
-    decoder = OrtDecoder(path, model.config)  # type: ignore[union-attr]
+    """Max abs logit difference ORT vs PyTorch (``reference``) over ``prompts``; raise if above ``atol`` or if
+    greedy tokens differ."""
+    decoder = OrtDecoder(path, kv)
     worst = 0.0
     for prompt in prompts:
-        want_tokens, want_logits = torch_greedy(model, prompt, steps)
+        want_tokens, want_logits = reference(prompt, steps)
         got_tokens, got_logits = decoder.greedy(prompt, steps)
         worst = max(worst, float(np.abs(want_logits - got_logits).max()))
         if got_tokens != want_tokens:
@@ -174,15 +189,15 @@ class NextTokenAttentionGraph(nn.Module):
         return logits, torch.stack(out.attentions)
 
 
-def export_attention(model: nn.Module, path: Path, context_length: int) -> dict[str, float]:
-    """Export `NextTokenAttentionGraph` (dynamic batch and sequence, weights in the one file) and verify it
-    against PyTorch on padded and unpadded inputs of up to ``ATTENTION_VERIFY_TOKENS`` tokens; returns the
-    max abs difference per output (raises `ExportError` beyond ``ATTENTION_ATOL``)."""
-    graph = NextTokenAttentionGraph(model)
-    onnx_graph.export_graph(graph, path, ATTENTION_OUTPUTS, context_length)
-    vocab = int(model.config.vocab_size)  # type: ignore[union-attr]
+def export_attention(graph: nn.Module, path: Path, context_length: int, vocab: int,
+                     outputs: list[str] = ATTENTION_OUTPUTS) -> dict[str, float]:
+    """Export an attention graph (`NextTokenAttentionGraph`, or any module with its inputs and ``outputs``;
+    dynamic batch and sequence, weights in the one file) and verify it against PyTorch on padded and unpadded
+    inputs of up to ``ATTENTION_VERIFY_TOKENS`` tokens; returns the max abs difference per output (raises
+    `ExportError` beyond ``ATTENTION_ATOL``)."""
+    onnx_graph.export_graph(graph, path, outputs, context_length)
     cases = onnx_graph.sample_inputs(vocab, min(context_length, ATTENTION_VERIFY_TOKENS))
-    return onnx_graph.verify(graph, path, cases, ATTENTION_OUTPUTS, ATTENTION_ATOL)
+    return onnx_graph.verify(graph, path, cases, outputs, ATTENTION_ATOL)
 
 
 def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_model: str, context_length: int,
@@ -190,10 +205,27 @@ def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_m
               curve: Path | None = None) -> Path:
     """HF folder (+ model.onnx verified against PyTorch: logits and 16 greedy tokens; + model.attn.onnx verified:
     next-token logits and attentions) + manifest, published atomically."""
+    def save(hf: Path) -> None:
+        model.save_pretrained(hf, safe_serialization=True)
+
+    def graphs(hf: Path, path: Path) -> dict[str, Any]:
+        return _export_onnx(hf, path, tokenizer, context_length)
+
+    return publish_lm(models_dir, name, tokenizer, save, graphs if onnx else None, base_model=base_model,
+                      context_length=context_length, metrics=metrics, training=training, curve=curve)
+
+
+def publish_lm(models_dir: Path, name: str, tokenizer: Any, save: Callable[[Path], None],
+               graphs: Callable[[Path, Path], dict[str, Any]] | None, *, base_model: str, context_length: int,
+               metrics: dict[str, Any], training: dict[str, Any], curve: Path | None = None,
+               extra: dict[str, Any] | None = None) -> Path:
+    """The text-generation artifact of any causal LM: ``save(hf)`` writes its weights and config, the tokenizer
+    is saved beside them, ``graphs(hf, model.onnx path)`` exports and verifies the ONNX graphs and returns the
+    manifest's ``onnx`` block; ``extra``: more manifest fields. Built in a staging folder, published atomically."""
     stage = staging_dir(models_dir, name)
     try:
         hf = stage / "hf"
-        model.save_pretrained(hf, safe_serialization=True)
+        save(hf)
         tokenizer.save_pretrained(hf)
         generation: dict[str, Any] = {
             "context_length": context_length,
@@ -203,9 +235,9 @@ def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_m
         }
         fields: dict[str, Any] = {"name": name, "task": GENERATION, "base_model": base_model,
                                   "max_length": context_length, "generation": generation, "metrics": metrics,
-                                  "training": training}
-        if onnx:
-            fields["onnx"] = _export_onnx(hf, stage / "model.onnx", tokenizer, context_length)
+                                  "training": training, **(extra or {})}
+        if graphs is not None:
+            fields["onnx"] = graphs(hf, stage / "model.onnx")
         if curve is not None and curve.is_file():
             shutil.copy(curve, stage / "training_curve.png")
         write_manifest(stage, fields)
@@ -219,16 +251,15 @@ def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_m
 
 def _export_onnx(hf: Path, path: Path, tokenizer: Any, context_length: int) -> dict[str, Any]:
     eager = AutoModelForCausalLM.from_pretrained(hf, attn_implementation="eager").eval()
-    log.info("exporting the ONNX KV-cache decoder (%d layers)", kv_shape(eager.config)[0])
-    inputs, outputs = export_decoder(eager, path, context_length)
-    steps = min(VERIFY_STEPS, context_length // 2)
-    prompts = [(tokenizer(text, add_special_tokens=False)["input_ids"] or [0])[: context_length - steps]
-               for text in VERIFY_PROMPTS]
-    diff = verify_decoder(eager, path, prompts, steps)
+    kv, vocab = kv_shape(eager.config), int(eager.config.vocab_size)
+    log.info("exporting the ONNX KV-cache decoder (%d layers)", kv[0])
+    inputs, outputs = export_decoder(KVCacheGraph(eager), path, context_length, vocab, kv)
+    diff = verify_decoder(lambda prompt, steps: torch_greedy(eager, prompt, steps), path, kv,
+                          *verify_prompts(tokenizer, context_length))
     log.info("ORT vs PyTorch: max abs logit diff %.1e, greedy tokens identical", diff)
     attention = path.with_name(ATTENTION_GRAPH)
     log.info("exporting the ONNX attention graph")
-    attention_diffs = export_attention(eager, attention, context_length)
+    attention_diffs = export_attention(NextTokenAttentionGraph(eager), attention, context_length, vocab)
     log.info("attention graph, ORT vs PyTorch: max abs diff next-token logits %.1e, attentions %.1e",
              attention_diffs["logits"], attention_diffs["attentions"])
     return {"model": path.name, "opset": OPSET, "inputs": inputs, "outputs": outputs,

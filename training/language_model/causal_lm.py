@@ -1,4 +1,5 @@
-"""Causal language model in Lightning: a GPT-2 from a size preset, or any HF causal LM to fine-tune."""
+"""Causal language models in Lightning: what every LM module shares (`NextTokenLM`), and a GPT-2 from a size
+preset or any HF causal LM to fine-tune (`CausalLM`)."""
 
 from __future__ import annotations
 
@@ -25,34 +26,31 @@ def gpt2_config(preset: str, vocab_size: int, context_length: int, eos_id: int) 
             "attn_pdrop": 0.0}
 
 
-class CausalLM(L.LightningModule):
-    """Next-token cross-entropy; logs train_loss, val_loss and val_ppl = exp(mean val loss per token)."""
+class NextTokenLM(L.LightningModule):
+    """What the LM modules share: next-token cross-entropy logged as train_loss, val_loss and val_ppl = exp(mean
+    val loss per token), summed over ranks; AdamW (no decay on biases and norms) with cosine warm-up. Subclasses
+    set ``self.model``, save ``learning_rate``, ``weight_decay`` and ``warmup_steps`` as hyper-parameters and
+    define ``forward(input_ids) -> loss``."""
 
-    def __init__(self, gpt2: dict[str, Any] | None = None, base_model: str | None = None,
-                 learning_rate: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 100) -> None:
+    model: torch.nn.Module
+
+    def __init__(self) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        if base_model is not None:
-            self.model = AutoModelForCausalLM.from_pretrained(base_model)
-        elif gpt2 is not None:
-            self.model = GPT2LMHeadModel(GPT2Config(**gpt2))
-        else:
-            raise ValueError("give a GPT-2 config or a base model")
         self._val_losses: list[torch.Tensor] = []
         self._val_blocks = 0
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        loss: torch.Tensor = self.model(input_ids=input_ids, labels=input_ids).loss
-        return loss
-
     def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self(batch[0])
+        loss: torch.Tensor = self(batch[0])
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
-        self._val_losses.append(self(batch[0]).detach() * len(batch[0]))
-        self._val_blocks += len(batch[0])
+        self.add_val_loss(self(batch[0]), len(batch[0]))
+
+    def add_val_loss(self, loss: torch.Tensor, blocks: int) -> None:
+        """Count a batch's mean loss over its ``blocks`` blocks into this validation run's mean."""
+        self._val_losses.append(loss.detach() * blocks)
+        self._val_blocks += blocks
 
     def on_validation_epoch_start(self) -> None:
         self._val_losses, self._val_blocks = [], 0
@@ -79,3 +77,22 @@ class CausalLM(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_cosine_schedule_with_warmup(optimizer, min(hp.warmup_steps, total // 2), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class CausalLM(NextTokenLM):
+    """A GPT-2 from a preset's config, or an HF causal LM to fine-tune; its loss is the HF model's own."""
+
+    def __init__(self, gpt2: dict[str, Any] | None = None, base_model: str | None = None,
+                 learning_rate: float = 6e-4, weight_decay: float = 0.1, warmup_steps: int = 100) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if base_model is not None:
+            self.model = AutoModelForCausalLM.from_pretrained(base_model)
+        elif gpt2 is not None:
+            self.model = GPT2LMHeadModel(GPT2Config(**gpt2))
+        else:
+            raise ValueError("give a GPT-2 config or a base model")
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        loss: torch.Tensor = self.model(input_ids=input_ids, labels=input_ids).loss
+        return loss
