@@ -1,4 +1,5 @@
-"""PyTorch: HF models loaded from an artifact's folder, fp32 on CPU, fp32/bf16/fp16 on CUDA.
+"""PyTorch: HF models (or other modules saved as config.json + model.safetensors) loaded from an artifact's folder,
+fp32 on CPU, fp32/bf16/fp16 on CUDA.
 
 The intra-op thread pool is global to the process: it is set once, here. Attention maps need eager attention
 (sdpa returns no weights, and eager measured ~10% slower for inference on CPU), so `eager_view` gives a second
@@ -8,13 +9,16 @@ module tree over the *same* weight tensors (no second copy in memory).
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from safetensors.torch import load_model
 from transformers.utils import logging as hf_logging
 
 from app.runtimes.base import Runtime
@@ -45,6 +49,15 @@ class TorchRuntime(Runtime):
         log.info("%s: torch %s on %s (%s, %d threads)", folder.parent.name, torch.__version__, self.device,
                  self.dtype, torch.get_num_threads())
         return model.to(self.device).eval()
+
+    def load_module(self, build: Callable[[dict[str, Any]], torch.nn.Module], folder: Path) -> torch.nn.Module:
+        """A module that is not an HF model: ``build(config.json's object)``, then ``model.safetensors`` loaded
+        into it (every tensor, nothing left over), on the device, in eval mode, in the runtime's dtype."""
+        module = build(json.loads((folder / "config.json").read_text()))
+        load_model(module, str(folder / "model.safetensors"), strict=True)
+        log.info("%s: torch %s on %s (%s, %d threads)", folder.parent.name, torch.__version__, self.device,
+                 self.dtype, torch.get_num_threads())
+        return module.to(device=self.device, dtype=DTYPES[self.dtype]).eval()
 
     @staticmethod
     def eager_view(model: Any) -> Any:

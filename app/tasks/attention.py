@@ -140,6 +140,9 @@ class AttentionResult:
     tokens: list[str]
     attentions: Array
     prediction: Any
+    experts: npt.NDArray[np.int64] | None = None
+    """Mixture-of-Experts models only: ``[layers, seq, top_k]``, the experts each token was routed to in each
+    layer, best first (None for every other model)."""
 
 
 class Attending(Protocol):

@@ -13,6 +13,7 @@ from app.api.schemas.requests import AttentionImageQuery, AttentionRequest
 from app.api.schemas.responses import (
     AttentionResponse,
     ClassificationPrediction,
+    ExpertRouting,
     NextTokenCandidate,
     NextTokenPrediction,
 )
@@ -67,11 +68,14 @@ def to_prediction(prediction: Any) -> ClassificationPrediction | NextTokenPredic
 
 def to_response(attended: Attended) -> AttentionResponse:
     result, selection = attended.result, attended.selection
+    routing = None if result.experts is None else ExpertRouting(
+        layers=selection.layers, experts=result.experts[selection.layers].tolist())
     return AttentionResponse(
         model=attended.model, backend=attended.runtime, tokens=result.tokens,
         num_layers=result.attentions.shape[0], num_heads=result.attentions.shape[1],
         layers=selection.layers, heads=selection.heads, aggregate=attended.query.aggregate,
-        attentions=selection.attentions.round(DECIMALS).tolist(), prediction=to_prediction(result.prediction))
+        attentions=selection.attentions.round(DECIMALS).tolist(), prediction=to_prediction(result.prediction),
+        routing=routing)
 
 
 def query_of(request: AttentionRequest) -> AttentionQuery:
@@ -88,7 +92,8 @@ async def attention(body: AttentionRequest, service: ServiceDep,
     """The tokens the model sees (special tokens included), `attentions[layer][head][query][key]` (rows sum
     to 1) for the selected layers/heads or their aggregate, and the model's prediction: for a classifier
     `type: classification` (label and scores), for a text generator `type: next_token` (the 5 most probable
-    next tokens; its attentions are causal: zero above the diagonal).
+    next tokens; its attentions are causal: zero above the diagonal). A Mixture-of-Experts model adds `routing`:
+    the experts each token was routed to in each selected layer (null for other models).
 
     With no `model`: `APP_DEFAULT_MODEL`, else the first ready sentiment model, else the first ready model.
     A generator served by the onnx backend needs its attention graph (`model.attn.onnx`, artifacts of schema

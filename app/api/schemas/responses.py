@@ -106,6 +106,13 @@ AttentionPrediction = Annotated[ClassificationPrediction | NextTokenPrediction, 
     discriminator="type", description="The model's prediction for the text, tagged by `type`.")]
 
 
+class ExpertRouting(BaseModel):
+    layers: list[int] = Field(description="The layers `experts` covers: the selected layers (as in `layers`).")
+    experts: list[list[list[int]]] = Field(
+        description="experts[layer][token]: the experts that token was routed to in that layer, best first (the "
+                    "router's top-k), e.g. [[[2, 0], [1, 3]]] for one layer, two tokens, top-2.")
+
+
 class AttentionResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model": "sentiment-minilm", "backend": "onnx", "tokens": ["[CLS]", "great", "[SEP]"],
@@ -135,3 +142,5 @@ class AttentionResponse(BaseModel):
         description="attentions[layer][head][query][key], rows sum to 1 (6 decimals). Shapes: none "
                     "[layers, heads, seq, seq]; mean [layers, 1, seq, seq]; rollout [1, 1, seq, seq].")
     prediction: AttentionPrediction
+    routing: ExpertRouting | None = Field(None, description="Mixture-of-Experts models only (null for every other "
+                                                           "model): which experts each token was routed to.")

@@ -1,7 +1,10 @@
 """Text generation: a causal LM continues a prompt; generations are decoded together step by step (``stream``
-loop). The runtime decides the decoding engine (ONNX Runtime's KV-cache decoder, or PyTorch)."""
+loop). The runtime decides the decoding engine (ONNX Runtime's KV-cache decoder, or PyTorch: transformers' model,
+or transformer/'s `TransformerLM` when the HF folder's config.json says ``"architecture": "transformer-lm"``)."""
 
 from __future__ import annotations
+
+import json
 
 from app.runtimes import Runtime
 from app.tasks.base import Task
@@ -21,6 +24,10 @@ def create(artifact: Artifact, runtime: Runtime) -> Generator:
     from app.tasks.generation.torch import TorchGenerator
 
     assert isinstance(runtime, TorchRuntime)
+    if json.loads((artifact.hf_dir / "config.json").read_text()).get("architecture") == "transformer-lm":
+        from app.tasks.generation.scratch import ScratchGenerator  # a model of transformer/, not an HF one
+
+        return ScratchGenerator(artifact, runtime)
     return TorchGenerator(artifact, runtime)
 
 

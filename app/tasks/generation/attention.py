@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,18 @@ from app.tasks.text import softmax
 TOP_K = 5
 
 
+class AttentionOutputs(NamedTuple):
+    logits: npt.NDArray[np.float32]
+    """Next-token logits ``[vocab]``."""
+    attentions: npt.NDArray[np.float32]
+    """``[layers, heads, seq, seq]``."""
+    experts: npt.NDArray[np.int64] | None = None
+    """Mixture-of-Experts models: ``[layers, seq, top_k]``, the experts each token was routed to."""
+
+
 class AttentionForward(Protocol):
-    def __call__(self, input_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """``input_ids [1, seq]`` -> next-token logits ``[vocab]`` and attentions ``[layers, heads, seq, seq]``."""
+    def __call__(self, input_ids: npt.NDArray[np.int64]) -> AttentionOutputs:
+        """``input_ids [1, seq]`` -> the `AttentionOutputs` of the text."""
 
 
 class AttendingGenerator(Generator):
@@ -36,18 +45,19 @@ class AttendingGenerator(Generator):
 
     def attend(self, text: str, max_tokens: int) -> AttentionResult:
         """The text's tokens (as `encode` gives them to generation), attentions ``[layers, heads, seq, seq]``
-        (rows sum to 1, zero above the diagonal) and the ``TOP_K`` most probable next tokens; a text over
+        (rows sum to 1, zero above the diagonal), the ``TOP_K`` most probable next tokens and, for a Mixture of
+        Experts, the experts each token was routed to; a text over
         ``max_tokens`` tokens (or over the context window) raises `TokenLimitError`."""
         ids = self.encode(text)
         limit = min(max_tokens, self.context_length)
         if len(ids) > limit:
             raise TokenLimitError(f"text is {len(ids)} tokens; attention is limited to {limit} tokens", limit)
-        logits, attentions = self._attention_forward()(np.array([ids], dtype=np.int64))
+        logits, attentions, experts = self._attention_forward()(np.array([ids], dtype=np.int64))
         if attentions.ndim != 4 or attentions.shape[2:] != (len(ids), len(ids)):
             raise ValueError(f"{self.artifact.name}: attentions of shape {attentions.shape} for {len(ids)} tokens")
         return AttentionResult(tokens=[self.tokenizer.id_to_token(i) or "<unk>" for i in ids],
                                attentions=np.ascontiguousarray(attentions, dtype=np.float32),
-                               prediction=self._top_k(logits))
+                               prediction=self._top_k(logits), experts=experts)
 
     def _top_k(self, logits: npt.NDArray[np.float32]) -> TopKPrediction:
         """The model's own next-token distribution (softmax of the logits, no sampling settings)."""

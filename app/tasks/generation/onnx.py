@@ -12,13 +12,15 @@ import numpy.typing as npt
 
 from app.runtimes.onnx import OnnxRuntime
 from app.tasks.attention import AttentionUnavailable
-from app.tasks.generation.attention import AttendingGenerator, AttentionForward
+from app.tasks.generation.attention import AttendingGenerator, AttentionForward, AttentionOutputs
 from app.tasks.generation.cache import KVCache
 from contract import Artifact
 
 FIXED_INPUTS = ["input_ids", "attention_mask", "position_ids"]
 ATTENTION_INPUTS = ("input_ids", "attention_mask")
 ATTENTION_OUTPUTS = ["logits", "attentions"]
+ROUTING = "routing"
+"""The attention graph's optional third output (Mixture of Experts, schema 1.5): ``[layers, batch, seq, top_k]``."""
 
 
 class OnnxGenerator(AttendingGenerator):
@@ -66,7 +68,7 @@ class OnnxGenerator(AttendingGenerator):
     def _build_attention(self) -> AttentionForward:
         """A session on ``model.attn.onnx`` (schema 1.2, see models/README.md): ``input_ids``, ``attention_mask``
         ``[batch, seq]`` -> ``logits`` at the last position ``[batch, vocab]``, ``attentions``
-        ``[layers, batch, heads, seq, seq]``."""
+        ``[layers, batch, heads, seq, seq]`` and, when the manifest lists it (schema 1.5), ``routing``."""
         spec = self.artifact.onnx
         if "attention" not in spec or not set(ATTENTION_OUTPUTS) <= set(spec.get("attention_outputs", [])):
             raise AttentionUnavailable(
@@ -74,10 +76,13 @@ class OnnxGenerator(AttendingGenerator):
                 f"1.2 and later): re-export it, or serve it with APP_RUNTIME=torch")
         self.artifact.require(str(spec["attention"]))
         session = self.runtime.session(self.artifact.path / str(spec["attention"]), ATTENTION_INPUTS)
+        outputs = [*ATTENTION_OUTPUTS, ROUTING] if ROUTING in spec["attention_outputs"] else ATTENTION_OUTPUTS
 
-        def forward(input_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        def forward(input_ids: npt.NDArray[np.int64]) -> AttentionOutputs:
             feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
-            logits, attentions = self.runtime.run(session, ATTENTION_OUTPUTS, feed)
-            return np.asarray(logits[0], dtype=np.float32), np.asarray(attentions[:, 0], dtype=np.float32)
+            logits, attentions, *routing = self.runtime.run(session, outputs, feed)
+            return AttentionOutputs(np.asarray(logits[0], dtype=np.float32),
+                                    np.asarray(attentions[:, 0], dtype=np.float32),
+                                    np.asarray(routing[0][:, 0], dtype=np.int64) if routing else None)
 
         return forward

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from app.runtimes.torch import TorchRuntime
-from app.tasks.generation.attention import AttendingGenerator, AttentionForward
+from app.tasks.generation.attention import AttendingGenerator, AttentionForward, AttentionOutputs
 from app.tasks.generation.cache import KVCache
 from contract import Artifact
 
@@ -55,10 +55,11 @@ class EagerAttention:
         self.runtime = runtime
         self.model = runtime.eager_view(model)
 
-    def __call__(self, input_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def __call__(self, input_ids: npt.NDArray[np.int64]) -> AttentionOutputs:
         with torch.inference_mode():
             out = self.model(input_ids=self.runtime.tensor(input_ids), output_attentions=True, logits_to_keep=1)
-            return self.runtime.numpy(out.logits[0, -1]), self.runtime.numpy(torch.stack(out.attentions)[:, 0])
+            return AttentionOutputs(self.runtime.numpy(out.logits[0, -1]),
+                                    self.runtime.numpy(torch.stack(out.attentions)[:, 0]))
 
 
 class TorchKVCache(KVCache):
