@@ -134,17 +134,21 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "ray_scaling.json")
+    parser.add_argument("--work", type=Path, help="keep the exported artifacts here (reused by the next run)")
     args = parser.parse_args()
     bodies = [{"text": t} for t in texts()]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ray-scaling-") as tmp:
+        work = args.work or Path(tmp)
         if args.models_dir:
             artifacts = {args.model: args.models_dir / args.model}
         else:
-            print("exporting the tiny and the MiniLM-L6 classifier artifacts", flush=True)
-            tiny = make_tiny_base(Path(tmp) / "tiny-base")
-            artifacts = {"tiny": export_untrained(str(tiny), Path(tmp) / "models", "tiny", 32),
-                         "minilm": export_untrained(default_base_model(), Path(tmp) / "models", "minilm", 128)}
+            artifacts = {name: work / "models" / name for name in ("tiny", "minilm")}
+            if not all((path / "manifest.json").is_file() for path in artifacts.values()):
+                print("exporting the tiny and the MiniLM-L6 classifier artifacts", flush=True)
+                tiny = make_tiny_base(work / "tiny-base")
+                export_untrained(str(tiny), work / "models", "tiny", 32)
+                export_untrained(default_base_model(), work / "models", "minilm", 128)
         for model, artifact in artifacts.items():
             with linked_models(artifact.parent, [artifact.name]) as models:
                 for name, replicas in (("uvicorn", 0), ("ray-1", 1), ("ray-2", 2)):

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,29 @@ class EpochBatches(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         yield from shard_batches(self.make(epoch), self.rank, self.world)
+
+
+def unsharded(loaders: Any) -> list[str]:
+    """The training loaders (one, or a list/dict of them) that would give every rank all the data: neither an
+    `EpochBatches` batch sampler nor a DistributedSampler."""
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    elif not isinstance(loaders, list | tuple):
+        loaders = [loaders]
+    sharded = [isinstance(getattr(loader, "batch_sampler", None), EpochBatches)
+               or isinstance(getattr(loader, "sampler", None), DistributedSampler) for loader in loaders]
+    return [repr(loader) for loader, ok in zip(loaders, sharded, strict=True) if not ok]
+
+
+class RequireShardedBatches(Callback):
+    """Stops a fit on more than one process whose training loader does not shard its batches: Lightning's own
+    distributed sampler is off (`training.trainer.make_trainer`), so such a loader would silently train every rank
+    on all the data. A new datamodule shards with `EpochBatches` (or a DistributedSampler of its own)."""
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if int(trainer.world_size) > 1 and (found := unsharded(trainer.train_dataloader)):
+            raise RuntimeError(f"training loaders not sharded across the {trainer.world_size} processes: {found} "
+                               "(use training.distributed.EpochBatches or a DistributedSampler)")
 
 
 def fixed_batches(indices: Sequence[int], size: int) -> list[list[int]]:

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp3
 
 from training.classification.data import TextClassificationDataModule
 from training.config import TrainerConfig
-from training.distributed import distributed_facts, single_process
+from training.distributed import RequireShardedBatches, distributed_facts, single_process
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mo
     last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True, enable_version_counter=False,
                            every_n_train_steps=cfg.checkpoint_every_n_steps)
     callbacks = [best, last, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
-                 LearningRateMonitor(logging_interval="step")]
+                 LearningRateMonitor(logging_interval="step"), RequireShardedBatches()]
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs")]
     try:
         import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)

@@ -7,14 +7,26 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch.strategies import StrategyRegistry
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 from training.classification.data import LengthGroupedBatchSampler
-from training.distributed import EpochBatches, fixed_batches, shard_batches, shard_count, single_process
+from training.distributed import (
+    EpochBatches,
+    RequireShardedBatches,
+    fixed_batches,
+    shard_batches,
+    shard_count,
+    single_process,
+    unsharded,
+)
 from training.verbs.distill import distill
 from training.verbs.lm import lm
 from training.verbs.sentiment import sentiment
@@ -109,3 +121,16 @@ def test_the_slurm_script_parses_and_names_files_that_exist() -> None:
     assert "srun" in text and "--trainer.num_nodes" in text and "torchrun" in text
     named = set(re.findall(r"training/configs/[\w/.-]+\.yaml", text))
     assert named and all((OVERLAYS[0].parents[3] / path).is_file() for path in named), named
+
+
+def test_a_fit_over_processes_refuses_a_loader_that_does_not_shard() -> None:
+    data = TensorDataset(torch.arange(8))
+    plain = DataLoader(data, batch_size=2, shuffle=True)
+    ours = DataLoader(data, batch_sampler=EpochBatches(lambda _: fixed_batches(range(8), 2), 4, 0, 2))
+    theirs = DataLoader(data, sampler=DistributedSampler(data, num_replicas=2, rank=0), batch_size=2)
+    assert unsharded([ours, theirs]) == [] and len(unsharded({"a": plain, "b": ours})) == 1
+    guard = RequireShardedBatches()
+    guard.on_train_start(SimpleNamespace(world_size=1, train_dataloader=plain), None)  # one process: fine
+    guard.on_train_start(SimpleNamespace(world_size=2, train_dataloader=ours), None)
+    with pytest.raises(RuntimeError, match="not sharded"):
+        guard.on_train_start(SimpleNamespace(world_size=2, train_dataloader=plain), None)
