@@ -74,10 +74,15 @@ lint: install
 	$(BIN)/mypy app contract transformer
 	$(BIN)/lint-imports
 
-pytest: install
+# The test suite also runs the Ray Serve e2e test: the optional `ray` extra is installed for it (not for `make run`).
+pytest: install $(VENV)/.installed-ray
 	$(BIN)/python -m pytest
 
-# The issue-7 benchmarks (results in benchmarks/results/); run alone on the machine: they load every core.
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[$(EXTRAS),dev,ray]"
+	touch $@
+
+# The load benchmarks (results in benchmarks/results/); run alone on the machine: they load every core.
 bench: models
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/pip install -q -e ".[$(EXTRAS),dev,bench]"
