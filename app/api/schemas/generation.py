@@ -48,11 +48,7 @@ class GenerateRequest(BaseModel):
     model: str | None = Field(None, description="A text-generation model listed by GET /v1/models.")
 
     _prompt = field_validator("prompt")(staticmethod(_prompt))
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> list[str]:
-        return stops(value)
+    _stop = field_validator("stop", mode="before")(staticmethod(stops))
 
 
 class Usage(BaseModel):
@@ -88,11 +84,7 @@ class CompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
 
     _prompt = field_validator("prompt")(staticmethod(_prompt))
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> list[str]:
-        return stops(value)
+    _stop = field_validator("stop", mode="before")(staticmethod(stops))
 
 
 class CompletionChoice(BaseModel):
