@@ -22,6 +22,8 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
 
 
 class ScratchLM(NextTokenLM):
+    model: TransformerLM
+
     def __init__(self, config: dict[str, Any], learning_rate: float = 6e-4, weight_decay: float = 0.1,
                  warmup_steps: int = 100, aux_loss_weight: float = 0.01) -> None:
         super().__init__()
@@ -44,7 +46,7 @@ class ScratchLM(NextTokenLM):
         assignments = len(out.routing) * ids.numel() * self.model.config.top_k
         self.log("train_aux_loss", aux)
         self.log("train_dropped", torch.stack([r.dropped for r in out.routing]).sum().float() / assignments)
-        return loss + self.hparams.aux_loss_weight * aux
+        return loss + float(self.hparams["aux_loss_weight"]) * aux
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         ids = batch[0]
