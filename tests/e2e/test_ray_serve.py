@@ -94,9 +94,10 @@ def test_a_killed_replica_is_replaced_while_the_other_answers(ray_serve: str) ->
     failed = {status: n for status, n in statuses.items() if status != 200}
     print(f"statuses during the kill: {dict(statuses)}; replicas after: {sorted(after)}")
     assert statuses[200] > 50
-    # only requests that were on the killed replica may fail: at most one per client
+    # only requests that were on the killed replica may fail: at most one per client, answered with a 5xx by Ray's
+    # proxy or cut off with the replica's connection (-1: a transport error)
     assert sum(failed.values()) <= concurrency, failed
-    assert all(status in {500, 502, 503} for status in failed), failed
+    assert all(status in {500, 502, 503, -1} for status in failed), failed
     assert victim not in after and len(after - before) == 1, (before, after)  # Ray started a new replica
 
 
