@@ -96,6 +96,13 @@ class LMDataConfig:
     corpus_dir: str = str(DEFAULT_DATA_ROOT / "corpus")
     """Folder of .txt files (searched recursively); each file is one document."""
     pattern: str = "**/*.txt"
+    tsv_file: str | None = None
+    """A TSV file (header row) read instead of ``corpus_dir``: each row's ``text_column`` is one document (e.g.
+    ../shared/data/sst2/train.tsv: movie-review sentences, labels ignored)."""
+    text_column: str = "sentence"
+    """The column of ``tsv_file`` (and ``val_tsv_file``) holding the text."""
+    val_tsv_file: str | None = None
+    """With ``tsv_file``: held-out documents from this TSV instead of the last ``val_fraction`` of ``tsv_file``."""
     max_chars: int | None = None
     """Read documents (in a seeded random order) until this many characters (None = all)."""
     val_fraction: float = 0.05
@@ -148,3 +155,82 @@ class TransformerModelConfig:
     warmup_steps: int = 100
     onnx: bool = True
     """Export the ONNX graphs (KV-cache decoder, attention graph) beside the HF folder."""
+
+
+@dataclass
+class SamplingConfig:
+    """How rollouts (and the evaluation's continuations) are drawn: the server's semantics (app/tasks/generation/
+    sampling.py: temperature, then top-k, then top-p), no repetition penalty. PPO's ratios use the policy's
+    temperature-scaled distribution, so top_k = 0 and top_p = 1 keep them exact (the default)."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    """k: new tokens per prompt."""
+    min_new_tokens: int = 0
+    """eos is blocked for the first this many tokens (HF generate's min_new_tokens), in the logprobs of the policy
+    and the reference too: without it PPO may learn to stop early, the continuation adding ever less to the text."""
+    stop_at_eos: bool = True
+    """A continuation ends at its first eos (tokens after it are padding, outside every loss)."""
+
+
+@dataclass
+class PromptConfig:
+    train_file: str = str(DEFAULT_DATA_ROOT / "sst2" / "train.tsv")
+    """Training prompts: the first words of these sentences (the LM's own training sentences)."""
+    eval_file: str = str(DEFAULT_DATA_ROOT / "sst2" / "test.tsv")
+    """Held-out prompts for the before/after evaluation: sentences the LM never trained on."""
+    text_column: str = "sentence"
+    min_words: int = 2
+    max_words: int = 6
+    """A prompt is the first n words of a sentence, n drawn uniformly in [min_words, max_words] (seeded)."""
+    min_sentence_words: int = 8
+    """Only sentences of at least this many words give prompts (SST-2's short phrases are left out)."""
+    eval_prompts: int = 400
+    """Held-out prompts evaluated before and after (at most the eligible sentences of eval_file)."""
+
+
+@dataclass
+class RewardConfig:
+    model: str = "models/sentiment-minilm-student"
+    """Text-classification artifact whose ONNX graph scores (prompt + continuation) during PPO."""
+    variant: str | None = "int8"
+    """Graph of the reward model: a name in its manifest's onnx.variants (int8 = model.int8.onnx), None = model.onnx."""
+    target: str = "positive"
+    """The label PPO pushes towards (positive | negative | any label of the artifact)."""
+    kind: str = "log_odds"
+    """log_odds: logit(target) - logsumexp(other logits), unbounded (no saturation in either tail);
+    probability: softmax(target) in [0, 1]."""
+    judge: str = "models/sentiment-minilm"
+    """Evaluation judge, a different model than the reward (the fp32 teacher of the int8 student)."""
+    judge_variant: str | None = None
+    threads: int = 1
+    """ONNX Runtime intra-op threads of each scorer."""
+
+
+@dataclass
+class PPOConfig:
+    base_model: str = "models/gpt2-reviews"
+    """Text-generation artifact: the initial policy and the frozen reference."""
+    steps: int = 100
+    """PPO iterations: each draws ``batch_size`` prompts, rolls them out, then updates."""
+    batch_size: int = 64
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    minibatch_size: int = 16
+    learning_rate: float = 5e-5
+    max_grad_norm: float = 1.0
+    gamma: float = 1.0
+    lam: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    clip_range_value: float = 0.2
+    vf_coef: float = 0.1
+    init_kl_coef: float = 0.2
+    target_kl: float | None = 6.0
+    """Adaptive KL controller (Ziegler et al. 2019): target KL per continuation (nats); None = fixed coefficient."""
+    kl_horizon: int = 10000
+    min_diversity_ratio: float = 0.7
+    """The run is flagged diversity_collapsed when distinct-2 after < this x distinct-2 before."""
+    eval_batch_size: int = 100

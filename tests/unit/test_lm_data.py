@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.lm_helpers import LINES, write_corpus
-from training.language_model.corpus import EOS, pack, read_corpus, split_documents, train_tokenizer
+from training.config import LMDataConfig
+from training.language_model.corpus import EOS, pack, read_corpus, read_tsv_column, split_documents, train_tokenizer
+from training.verbs.lm import _documents
 
 
 def test_read_corpus_is_seeded_and_capped(tmp_path: Path) -> None:
@@ -20,6 +22,25 @@ def test_read_corpus_is_seeded_and_capped(tmp_path: Path) -> None:
     assert sum(len(text) for _, text in capped) == 500
     with pytest.raises(FileNotFoundError):
         read_corpus(tmp_path / "nothing", "**/*.txt", None, seed=1)
+
+
+def test_a_tsv_column_gives_one_document_per_row(tmp_path: Path) -> None:
+    rows = ["it 's a \"charming\" film", "", "dull , dull , dull", "the best of the year"]
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{text} \t{i % 2}\n" for i, text in enumerate(rows)))
+    docs = read_tsv_column(train, "sentence", seed=3)
+    assert sorted(text for _, text in docs) == sorted(t for t in rows if t)  # quotes kept, blanks dropped
+    assert docs == read_tsv_column(train, "sentence", seed=3)
+    assert {where for where, _ in docs} == {"train.tsv:2", "train.tsv:4", "train.tsv:5"}
+    assert sum(len(text) for _, text in read_tsv_column(train, "sentence", max_chars=20, seed=3)) == 20
+    with pytest.raises(ValueError, match="no column 'text'"):
+        read_tsv_column(train, "text")
+    held_out = tmp_path / "test.tsv"
+    held_out.write_text("sentence\tlabel\nnever seen before\t1\n")
+    _, texts, val = _documents(LMDataConfig(tsv_file=str(train), val_tsv_file=str(held_out)), seed=0)
+    assert (len(texts), val) == (3, ["never seen before"])
+    _, texts, val = _documents(LMDataConfig(tsv_file=str(train), val_fraction=0.34), seed=0)
+    assert (len(texts), len(val)) == (2, 1) and not set(texts) & set(val)
 
 
 def test_split_holds_out_whole_documents() -> None:

@@ -1,7 +1,9 @@
-"""Causal-LM data: a folder of .txt documents, a byte-level BPE tokenizer, fixed-size packed blocks."""
+"""Causal-LM data: a folder of .txt documents (or one TSV column of sentences), a byte-level BPE tokenizer,
+fixed-size packed blocks."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 from collections.abc import Sequence
@@ -41,6 +43,29 @@ def read_corpus(root: Path, pattern: str, max_chars: int | None, seed: int) -> l
         if max_chars is not None and total >= max_chars:
             break
     return docs
+
+
+def read_tsv_column(path: Path, column: str, max_chars: int | None = None, seed: int = 0) -> list[tuple[str, str]]:
+    """(``path:line``, text) of every non-empty ``column`` cell of a TSV with a header row (GLUE style: no quoting),
+    in a seeded random order, up to ``max_chars``: each row is one document (e.g. one SST-2 review sentence)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if column not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: no column {column!r} (columns: {reader.fieldnames})")
+        rows = [(f"{path.name}:{i + 2}", (row[column] or "").strip()) for i, row in enumerate(reader)]
+    docs = [(where, text) for where, text in rows if text]
+    if not docs:
+        raise ValueError(f"{path}: no text in column {column!r}")
+    random.Random(seed).shuffle(docs)
+    if max_chars is None:
+        return docs
+    kept, total = [], 0
+    for where, text in docs:
+        if total >= max_chars:
+            break
+        kept.append((where, text[: max_chars - total]))
+        total += len(kept[-1][1])
+    return kept
 
 
 def split_documents(docs: Sequence[tuple[str, str]], val_fraction: float) -> tuple[list[str], list[str]]:

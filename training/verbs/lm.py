@@ -1,4 +1,5 @@
-"""`python -m training lm`: train (or fine-tune) a causal LM on a folder of .txt files and export it."""
+"""`python -m training lm`: train (or fine-tune) a causal LM on a folder of .txt files (or a TSV column of sentences)
+and export it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from training.config import LMDataConfig, LMModelConfig, OutputConfig, TrainerCo
 from training.distributed import written_by_rank_zero
 from training.export.text_generation import export_lm
 from training.language_model.causal_lm import CausalLM, gpt2_config
-from training.language_model.corpus import CorpusDataModule, read_corpus, split_documents, train_tokenizer
+from training.language_model.corpus import (
+    CorpusDataModule,
+    read_corpus,
+    read_tsv_column,
+    split_documents,
+    train_tokenizer,
+)
 from training.plots import plot_training_curves
 from training.trainer import Fitted, best_checkpoint, finish, make_trainer, resume_path
 
@@ -25,13 +32,15 @@ log = logging.getLogger(__name__)
 
 def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
        trainer: TrainerConfig | None = None, output: OutputConfig | None = None, seed: int = 42) -> Path:
-    """Train a GPT-2 from scratch or fine-tune an HF causal LM on a .txt corpus, export it to models/<name>.
+    """Train a GPT-2 from scratch or fine-tune an HF causal LM on a .txt corpus (or the sentences of one TSV column),
+    export it to models/<name>.
 
     From scratch, a byte-level BPE is trained on the corpus first. Reports held-out perplexity; the artifact's task
     is text-generation; returns its folder.
 
     Args:
-        data: corpus folder of .txt files, character cap, held-out fraction, block size, BPE vocab, batching.
+        data: corpus folder of .txt files or a TSV file and its text column (held-out rows from a second TSV or a
+            fraction), character cap, held-out fraction, block size, BPE vocab, batching.
         model: base model (HF folder/hub id) or GPT-2 preset, context length, optimiser, ONNX export.
         trainer: Lightning settings: steps, accelerator, devices, strategy, precision, validation interval.
         output: artifact name, models and runs folders, resume.
@@ -46,10 +55,9 @@ def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
         raise ValueError(f"block_size {data.block_size} exceeds context_length {model.context_length}")
     run_dir = Path(output.runs_dir) / output.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    docs = read_corpus(Path(data.corpus_dir), data.pattern, data.max_chars, seed)
-    train_texts, val_texts = split_documents(docs, data.val_fraction)
+    docs, train_texts, val_texts = _documents(data, seed)
     log.info("[1/3] %d documents (%d characters) from %s; %d held out", len(docs),
-             sum(len(t) for _, t in docs), data.corpus_dir, len(val_texts))
+             sum(len(t) for _, t in docs), data.tsv_file or data.corpus_dir, len(val_texts))
     tokenizer = _tokenizer(model, data, train_texts, run_dir)
     datamodule = CorpusDataModule(data, tokenizer, train_texts, val_texts, seed=seed)
     gpt2 = None if model.base_model else gpt2_config(model.preset, len(tokenizer), model.context_length,
@@ -71,6 +79,19 @@ def lm(data: LMDataConfig | None = None, model: LMModelConfig | None = None,
                      base_model=model.base_model or f"gpt2-{model.preset} (from scratch)",
                      context_length=model.context_length, metrics=metrics, training=config, onnx=model.onnx,
                      curve=curve)
+
+
+def _documents(data: LMDataConfig, seed: int) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(training documents, training texts, held-out texts): the .txt folder, or the TSV column (one sentence a
+    document) with its held-out part from ``val_tsv_file`` when given, else the last ``val_fraction``."""
+    if data.tsv_file is None:
+        docs = read_corpus(Path(data.corpus_dir), data.pattern, data.max_chars, seed)
+        return docs, *split_documents(docs, data.val_fraction)
+    docs = read_tsv_column(Path(data.tsv_file), data.text_column, data.max_chars, seed)
+    if data.val_tsv_file is None:
+        return docs, *split_documents(docs, data.val_fraction)
+    held_out = read_tsv_column(Path(data.val_tsv_file), data.text_column, seed=seed)
+    return docs, [text for _, text in docs], [text for _, text in held_out]
 
 
 def _tokenizer(model: LMModelConfig, data: LMDataConfig, texts: list[str], run_dir: Path) -> Any:
