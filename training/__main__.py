@@ -19,11 +19,12 @@ from training.verbs.embedding import embedding
 from training.verbs.export import export
 from training.verbs.import_gguf import import_gguf
 from training.verbs.lm import lm
+from training.verbs.ppo import ppo
 from training.verbs.quantize import quantize
 from training.verbs.sentiment import sentiment
 from training.verbs.transformer_lm import transformer_lm
 
-VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf, embedding,
+VERBS: list[Callable[..., Path]] = [sentiment, distill, export, quantize, lm, import_gguf, embedding, ppo,
                                    transformer_lm]
 
 

@@ -50,3 +50,27 @@ def plot_training_curves(run_dir: Path, out: Path | None = None) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def plot_reward_and_kl(runs: dict[str, list[dict[str, float]]], out: Path, title: str = "") -> Path:
+    """RLHF curves: mean reward and KL to the reference against samples seen, one line per run.
+
+    ``runs``: {label: [{"samples", "reward", "kl"}, ...]} (e.g. one PPO run, or ours beside trl's).
+    """
+    fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, points in runs.items():
+        samples = [p["samples"] for p in points]
+        for key, ax in (("reward", ax_reward), ("kl", ax_kl)):
+            values = tuple(p[key] for p in points)
+            line = ax.plot(samples, values, alpha=0.3)[0]
+            ax.plot(samples, _moving_average(values, 5), color=line.get_color(), label=label)
+    ax_reward.set(title="mean reward (reward model score)", xlabel="samples seen")
+    ax_kl.set(title="KL to the reference (nats per continuation)", xlabel="samples seen")
+    for ax in (ax_reward, ax_kl):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or out.stem)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -101,9 +101,16 @@ def test_distill_reads_the_teacher_the_sentiment_target_builds(profile: str) -> 
 
 
 def test_every_recipe_names_its_artifact_by_its_profile() -> None:
-    for path in sorted((REPO / "training" / "configs").glob("lm-*.yaml")):
-        profile = path.stem.rsplit("-", 1)[1]
+    for profile in PROFILES:  # the Makefile's lm-$(PROFILE) recipes (lm-reviews-quick is PPO's base: gpt2-reviews)
+        path = REPO / "training" / "configs" / f"lm-{profile}.yaml"
         assert yaml.safe_load(path.read_text())["output"]["name"] == f"gpt2-{profile}"
+
+
+def test_the_ppo_recipe_tunes_the_review_model_its_recipe_writes() -> None:
+    configs = REPO / "training" / "configs"
+    reviews = yaml.safe_load((configs / "lm-reviews-quick.yaml").read_text())
+    tuning = yaml.safe_load((configs / "ppo-quick.yaml").read_text())
+    assert tuning["ppo"]["base_model"] == f"models/{reviews['output']['name']}"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
