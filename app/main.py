@@ -41,8 +41,11 @@ log = logging.getLogger("app.main")
 DESCRIPTION = """Text classification (sentiment), generation and embeddings served from the artifacts that
 `training/` exports to `models/`.
 
-Texts beyond a model's `max_length` tokens are truncated (flagged `truncated: true`); texts beyond
-`APP_MAX_TEXT_CHARS` characters or requests beyond `APP_MAX_BATCH_TEXTS` texts are rejected with 422.
+A classifier reads a text beyond its `max_length` tokens as the request's `long_text` says (default
+`APP_LONG_TEXT_STRATEGY`): `truncate`, `head+tail` or `chunks` (overlapping windows, logits averaged); embedders
+truncate (flagged `truncated: true`). Texts beyond `APP_MAX_TEXT_CHARS` characters (or, to classify,
+`APP_MAX_TEXT_TOKENS` tokens) and requests beyond `APP_MAX_BATCH_TEXTS` texts (or `APP_MAX_REQUEST_WINDOWS`
+windows) are rejected with 422.
 
 `POST /v1/attention` returns what a model attends to (JSON, or a PNG heatmap); texts beyond
 `APP_MAX_ATTENTION_TOKENS` tokens are rejected with 422 there. The viewer page is at `/attention`.

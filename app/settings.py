@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from contract import SCHEMA_PATH
 
 ENV_PREFIX = "APP_"
+LongTextStrategy = Literal["truncate", "head+tail", "chunks"]
+"""How a classifier reads a text longer than its max_length tokens (`app.tasks.classification.long_text`)."""
 
 
 class SettingsError(RuntimeError):
@@ -44,8 +46,20 @@ class Settings(BaseSettings):
     default_model: str | None = Field(
         None, description="Model used when a request names none; unset = first ready model by name.")
     max_batch_texts: int = Field(64, ge=1, le=4096, description="Most texts in one request.")
-    max_text_chars: int = Field(2000, ge=1, le=1_000_000,
-                                description="Most characters per text (longer texts are rejected with 422).")
+    max_text_chars: int = Field(100_000, ge=1, le=1_000_000,
+                                description="Most characters per text (longer texts are rejected with 422); "
+                                            "max_body_bytes bounds the texts of a request together.")
+    max_text_tokens: int = Field(16_384, ge=1, le=1_000_000,
+                                 description="Most tokens (special tokens excluded) per text to classify, whatever "
+                                             "the long-text strategy; longer texts are rejected with 422.")
+    max_request_windows: int = Field(
+        512, ge=1, le=100_000, description="Most windows (model rows of at most max_length tokens) the texts of one "
+                                           "classification request make together; beyond it: 422.")
+    long_text_strategy: LongTextStrategy = Field(
+        "chunks", description="How classifiers read a text longer than their max_length tokens when a request does "
+                              "not say (long_text): truncate = its first tokens; head+tail = its first and last "
+                              "tokens (1/4 and 3/4 of the window); chunks = overlapping windows over all of it, their "
+                              "logits averaged, weighted by window length.")
     max_attention_tokens: int = Field(
         64, ge=2, le=512, description="Most tokens (special tokens included) of a text sent to /v1/attention; "
                                       "longer texts are rejected with 422 (payloads grow as layers*heads*tokens^2).")

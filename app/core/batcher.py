@@ -1,15 +1,15 @@
-"""The batching loop: texts that arrive within a short window share one model call (classification,
-embeddings: any `BatchModel`).
+"""The batching loop: rows that arrive within a short time share one model call (any `BatchModel`: the windows
+of texts to classify, texts to embed).
 
-Each request (1..n texts) joins the lane of the model *object* it was routed to (a hot-reloaded model
+Each request (1..n rows) joins the lane of the model *object* it was routed to (a hot-reloaded model
 gets a new lane, never a batch mixed with its predecessor). The oldest lane waits until ``max_batch_size``
-texts are waiting or its oldest request has waited ``wait_s``; then, once one of the runner's inference slots
-is free, a round is taken one text per request in turn (a request with many texts cannot hold back a
-single-text request for more than one round): at most ``max_batch_size`` texts, and no more than its share
-when other slots are free too, so that waiting texts spread over every idle slot (``APP_MAX_CONCURRENCY``
+rows are waiting or its oldest request has waited ``wait_s``; then, once one of the runner's inference slots
+is free, a round is taken one row per request in turn (a request with many rows cannot hold back a
+single-row request for more than one round): at most ``max_batch_size`` rows, and no more than its share
+when other slots are free too, so that waiting rows spread over every idle slot (``APP_MAX_CONCURRENCY``
 rounds run at once, each with ``APP_THREADS`` threads). A round is split into calls of similar length
-(`length_groups`) run in a worker thread, shortest call first; each prediction goes back to its request in
-input order.
+(`length_groups`, with the model's `BatchModel.call_overhead`) run in a worker thread, shortest call first;
+each result goes back to its request in input order.
 """
 
 from __future__ import annotations
@@ -32,12 +32,8 @@ from app.metrics import BATCH_SIZE, QUEUE_DEPTH, QUEUE_WAIT
 from app.settings import Settings
 from app.tasks.base import BatchModel, Model
 
-CALL_OVERHEAD_CHARS = 64
-"""The fixed cost of one model call in characters of padded text (~16 tokens); 32 to 128 served SST-2
-sentences equally well (MiniLM teacher and int8 student), one unsplit call of 32 at 0.6x the rate."""
 
-
-def length_groups(lengths: Sequence[int], max_size: int, overhead: int = CALL_OVERHEAD_CHARS) -> list[list[int]]:
+def length_groups(lengths: Sequence[int], max_size: int, overhead: int) -> list[list[int]]:
     """Indices of ``lengths`` cut into calls of at most ``max_size``, shortest call first.
 
     The calls are runs of the length order that minimise the padded work, the sum over calls of
@@ -60,7 +56,7 @@ def length_groups(lengths: Sequence[int], max_size: int, overhead: int = CALL_OV
 
 @dataclass(eq=False)
 class _Request:
-    texts: Sequence[str]
+    rows: Sequence[Any]
     lane: _Lane
     future: asyncio.Future[list[Any]]
     arrived: float = field(default_factory=time.monotonic)
@@ -71,14 +67,14 @@ class _Request:
 
 @dataclass(eq=False)
 class _Lane:
-    """The requests of one model object with texts not yet handed to a model call, oldest first."""
+    """The requests of one model object with rows not yet handed to a model call, oldest first."""
 
     name: str
     model: BatchModel
     requests: deque[_Request] = field(default_factory=deque)
 
-    def waiting_texts(self) -> int:
-        return sum(len(r.texts) - r.scheduled for r in self.requests)
+    def waiting_rows(self) -> int:
+        return sum(len(r.rows) - r.scheduled for r in self.requests)
 
 
 class Batcher(Admission):
@@ -107,7 +103,7 @@ class Batcher(Admission):
 
     @property
     def waiting(self) -> int:
-        """Requests with texts not yet handed to a model call."""
+        """Requests with rows not yet handed to a model call."""
         return sum(len(lane.requests) for lane in self._lanes.values())
 
     def start(self) -> None:
@@ -124,11 +120,11 @@ class Batcher(Admission):
             for request in list(lane.requests):
                 self._fail(request, NotReady("the service is shutting down"))
 
-    async def submit(self, name: str, model: Model, work: Sequence[str]) -> list[Any]:
-        """``model.predict`` of each text of ``work``, in input order; `Overloaded` when ``max_queue`` requests
+    async def submit(self, name: str, model: Model, work: Sequence[Any]) -> list[Any]:
+        """``model.predict`` of each row of ``work``, in input order; `Overloaded` when ``max_queue`` requests
         already wait, `TimedOut` when no answer came within ``timeout_s``."""
-        texts, batched = work, cast(BatchModel, model)
-        if not texts:
+        rows, batched = work, cast(BatchModel, model)
+        if not rows:
             return []
         waiting = self.waiting
         if waiting >= self.max_queue and (waiting or self._rounds):
@@ -136,7 +132,7 @@ class Batcher(Admission):
         lane = self._lanes.get(batched)
         if lane is None:
             lane = self._lanes[batched] = _Lane(name, batched)
-        request = _Request(texts, lane, asyncio.get_running_loop().create_future(), results=[None] * len(texts))
+        request = _Request(rows, lane, asyncio.get_running_loop().create_future(), results=[None] * len(rows))
         lane.requests.append(request)
         self._report(lane)
         self._wake.set()
@@ -162,7 +158,7 @@ class Batcher(Admission):
             if lane is None:  # its requests timed out or were cancelled while every slot was busy
                 self.limiter.release_on_behalf_of(slot)
                 continue
-            share = math.ceil(lane.waiting_texts() / (1 + int(self.limiter.available_tokens)))
+            share = math.ceil(lane.waiting_rows() / (1 + int(self.limiter.available_tokens)))
             items = self._take_round(lane, min(self.max_batch_size, share))
             task = asyncio.get_running_loop().create_task(self._run_round(lane, items, slot), name="batch")
             self._rounds.add(task)
@@ -177,7 +173,7 @@ class Batcher(Admission):
         """The lane of the oldest request, once it has a full batch or its oldest request waited ``wait_s``."""
         while (lane := self._oldest_lane()) is not None:
             delay = lane.requests[0].arrived + self.wait_s - time.monotonic()
-            if delay <= 0 or lane.waiting_texts() >= self.max_batch_size:
+            if delay <= 0 or lane.waiting_rows() >= self.max_batch_size:
                 return lane
             self._wake.clear()
             with suppress(TimeoutError):
@@ -185,7 +181,7 @@ class Batcher(Admission):
         return None
 
     def _take_round(self, lane: _Lane, size: int) -> list[tuple[_Request, int]]:
-        """Up to ``size`` texts, one per request in turn, oldest request first."""
+        """Up to ``size`` rows, one per request in turn, oldest request first."""
         items: list[tuple[_Request, int]] = []
         while lane.requests and len(items) < size:
             for request in list(lane.requests):
@@ -195,7 +191,7 @@ class Batcher(Admission):
                     QUEUE_WAIT.labels(model=lane.name, loop="batch").observe(time.monotonic() - request.arrived)
                 items.append((request, request.scheduled))
                 request.scheduled += 1
-                if request.scheduled == len(request.texts):
+                if request.scheduled == len(request.rows):
                     lane.requests.remove(request)
         self._report(lane)
         return items
@@ -203,7 +199,8 @@ class Batcher(Admission):
     async def _run_round(self, lane: _Lane, items: list[tuple[_Request, int]], slot: object) -> None:
         """The calls of one round, holding the inference ``slot`` taken for it."""
         try:
-            for group in length_groups([len(r.texts[i]) for r, i in items], self.max_batch_size):
+            lengths = [len(r.rows[i]) for r, i in items]
+            for group in length_groups(lengths, self.max_batch_size, lane.model.call_overhead):
                 await self._run_call(lane, [items[k] for k in group if not items[k][0].future.done()])
         except asyncio.CancelledError:  # stop(): its requests get 503, not a wait until their timeout
             for request, _ in items:
@@ -217,15 +214,15 @@ class Batcher(Admission):
             return
         BATCH_SIZE.labels(model=lane.name).observe(len(batch))
         try:
-            predictions = await anyio.to_thread.run_sync(lane.model.predict, [r.texts[i] for r, i in batch])
+            results = await anyio.to_thread.run_sync(lane.model.predict, [r.rows[i] for r, i in batch])
         except Exception as exc:
             for request, _ in batch:
                 self._fail(request, exc)
             return
-        for (request, index), prediction in zip(batch, predictions, strict=True):
-            request.results[index] = prediction
+        for (request, index), result in zip(batch, results, strict=True):
+            request.results[index] = result
             request.answered += 1
-            if request.answered == len(request.texts) and not request.future.done():
+            if request.answered == len(request.rows) and not request.future.done():
                 request.future.set_result([p for p in request.results if p is not None])
 
     def _fail(self, request: _Request, exc: BaseException) -> None:
@@ -241,6 +238,6 @@ class Batcher(Admission):
             self._report(lane)
 
     def _report(self, lane: _Lane) -> None:
-        QUEUE_DEPTH.labels(model=lane.name, loop="batch").set(lane.waiting_texts())
+        QUEUE_DEPTH.labels(model=lane.name, loop="batch").set(lane.waiting_rows())
         if not lane.requests and self._lanes.get(lane.model) is lane:
             del self._lanes[lane.model]

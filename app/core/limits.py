@@ -44,6 +44,20 @@ def check_texts(texts: Sequence[str], settings: Settings, loc: Loc, single: bool
         check_unicode(text, loc if single else [*loc, index])
 
 
+def check_windows(tokens: Sequence[int], windows: int, settings: Settings, loc: Loc, single: bool = False) -> None:
+    """Texts to classify of at most ``APP_MAX_TEXT_TOKENS`` tokens each (``tokens``: each text's count), making
+    at most ``APP_MAX_REQUEST_WINDOWS`` windows together."""
+    cap = settings.max_text_tokens
+    for index, count in enumerate(tokens):
+        if count > cap:
+            raise limit_error(f"text {index} is too long: {count} > {cap} tokens (APP_MAX_TEXT_TOKENS)",
+                              loc if single else [*loc, index], f"at most {cap} tokens")
+    if windows > settings.max_request_windows:
+        message = (f"the texts make {windows} windows for the model to read, more than "
+                   f"{settings.max_request_windows} per request (APP_MAX_REQUEST_WINDOWS)")
+        raise limit_error(message, loc, f"at most {settings.max_request_windows} windows")
+
+
 def check_text(text: str, settings: Settings, loc: Loc) -> None:
     """One text of at most ``APP_MAX_TEXT_CHARS`` characters, all Unicode."""
     chars = settings.max_text_chars

@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio.to_thread
+
 from app.core.admission import Admission
 from app.core.batcher import Batcher
-from app.core.limits import check_new_tokens, check_text, check_texts, check_unicode
+from app.core.limits import check_new_tokens, check_text, check_texts, check_unicode, check_windows
 from app.core.registry import Registry
 from app.core.runner import Runner
 from app.core.scheduler import GenerationJob, Schedulers
 from app.errors import TimedOut, field_error, limit_error
-from app.settings import Settings
+from app.settings import LongTextStrategy, Settings
 from app.tasks import TASKS
 from app.tasks.attention import (
     Aggregate,
@@ -30,10 +32,11 @@ from app.tasks.attention import (
     TokenLimitError,
     reduce,
 )
+from app.tasks.classification import Classifier, Prediction
 from app.tasks.generation.chat import ChatTemplateError
 from app.tasks.generation.generator import Generator
 from app.tasks.generation.sequence import Chunk, GenerationParams
-from contract import GENERATION
+from contract import GENERATION, TEXT_CLASSIFICATION
 
 Out = TypeVar("Out")
 
@@ -87,11 +90,26 @@ class Service:
 
     async def predict(self, task: str, model: str | None, texts: Sequence[str], loc: list[str | int],
                       single: bool = False) -> tuple[str, list[Any]]:
-        """One result per text from a model of a batched ``task`` (classification, embeddings), in input order.
-        ``loc`` locates the texts' field in errors (``single``: a field of one text, not a list)."""
+        """One result per text from a model of a batched ``task`` whose rows are texts (embeddings), in input
+        order. ``loc`` locates the texts' field in errors (``single``: a field of one text, not a list)."""
         check_texts(texts, self.settings, loc, single)
         name, found = self.registry.get(model, task)
         return name, await self.loops[TASKS[task].loop].submit(name, found, texts)
+
+    async def classify(self, model: str | None, texts: Sequence[str], loc: list[str | int], single: bool = False,
+                       long_text: LongTextStrategy | None = None) -> tuple[str, list[Prediction]]:
+        """One prediction per text from a text-classification model, in input order, each text read as
+        ``long_text`` says (unset: APP_LONG_TEXT_STRATEGY). The texts are tokenised in a worker thread and cut
+        into windows, which share the batcher's model calls with other requests' windows; a text over
+        APP_MAX_TEXT_TOKENS tokens, or texts making more than APP_MAX_REQUEST_WINDOWS windows, are a 422."""
+        check_texts(texts, self.settings, loc, single)
+        name, found = self.registry.get(model, TEXT_CLASSIFICATION)
+        assert isinstance(found, Classifier)
+        strategy = long_text or self.settings.long_text_strategy
+        splits = await anyio.to_thread.run_sync(found.split, texts, strategy)
+        check_windows([s.tokens for s in splits], sum(len(s.windows) for s in splits), self.settings, loc, single)
+        rows = await self.batcher.submit(name, found, [window for s in splits for window in s.windows])
+        return name, found.join(splits, rows)
 
     def prompt(self, model: str | None, prompt: str, max_new_tokens: int, new_tokens_field: str) -> Prompt:
         """Check the limits that need settings or the model, and tokenise the prompt."""

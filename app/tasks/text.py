@@ -34,9 +34,10 @@ class TextEncoder:
         self.tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
         config = json.loads((hf_dir / "config.json").read_text())
         pad_id = config.get("pad_token_id")
-        pad_id = int(pad_id) if isinstance(pad_id, int) else 0
+        self.pad_id = int(pad_id) if isinstance(pad_id, int) else 0
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
+        pad_token = self.tokenizer.id_to_token(self.pad_id) or "[PAD]"
+        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=pad_token)
 
     def encode(self, texts: Sequence[str]) -> Batch:
         """One batch call of the fast tokenizer (no character offsets: nothing here reads them)."""

@@ -72,7 +72,7 @@ def test_reload_swaps_in_the_new_version_while_requests_keep_succeeding(models_d
         assert statuses and set(statuses) == {200}
         _, new_engine = registry.get(NAME, "text-classification")
         assert new_engine is not old_engine
-        assert old_engine.predict(["an in-flight request"])[0].label in ("negative", "positive")
+        assert old_engine.classify(["an in-flight request"], "chunks")[0].label in ("negative", "positive")
 
 
 def test_a_refused_version_leaves_the_old_one_serving(models_dir: Path) -> None:

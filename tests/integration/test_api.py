@@ -50,8 +50,9 @@ def test_single_and_batch_in_input_order(client: TestClient) -> None:
 
 
 def test_truncated_flag(client: TestClient) -> None:
-    results = classify(client, texts=["good " * 50, "good"])["results"]
+    results = classify(client, texts=["good " * 50, "good"], long_text="truncate")["results"]
     assert [r["truncated"] for r in results] == [True, False]
+    assert [(r["strategy"], r["chunks"]) for r in results] == [("truncate", 1), ("truncate", 1)]
 
 
 def test_backends_agree_through_the_api(tiny_artifact: Path) -> None:

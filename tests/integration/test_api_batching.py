@@ -27,12 +27,12 @@ def test_concurrent_requests_are_batched_and_answered_in_order(tiny_artifact: Pa
         with ThreadPoolExecutor(16) as pool:
             responses = list(pool.map(lambda body: client.post("/v1/sentiment", json=body), bodies))
         model_calls = calls() - before
-        distinct = {round(p.scores["positive"], 6) for p in backend.predict(texts)}
+        distinct = {round(p.scores["positive"], 6) for p in backend.classify(texts, "chunks")}
         assert len(distinct) > 10  # so that a result routed to the wrong text would show
         for body, response in zip(bodies, responses, strict=True):
             assert response.status_code == 200, response.text
             got = response.json()["results"]
-            expected = backend.predict(body["texts"])
+            expected = backend.classify(body["texts"], "chunks")
             assert [r["label"] for r in got] == [p.label for p in expected]
             assert [r["scores"]["positive"] for r in got] == pytest.approx(
                 [p.scores["positive"] for p in expected], abs=1e-6)

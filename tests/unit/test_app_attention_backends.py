@@ -38,7 +38,7 @@ def test_shapes_tokens_and_prediction(backends: dict[str, Backend], kind: str) -
     assert result.attentions.dtype == np.float32
     assert np.allclose(result.attentions.sum(axis=-1), 1.0, atol=1e-5)
     assert (result.attentions >= 0).all()
-    (classified,) = backend.predict(["the movie was very good ."])
+    (classified,) = backend.classify(["the movie was very good ."], "truncate")
     assert result.prediction.label == classified.label
     assert result.prediction.scores == pytest.approx(classified.scores, abs=1e-5)
 

@@ -37,7 +37,7 @@ def backend(request: pytest.FixtureRequest, artifact: Artifact) -> Iterator[Back
 
 
 def test_classify(backend: Backend) -> None:
-    results = backend.predict(SENTENCES)
+    results = backend.classify(SENTENCES, "truncate")
     assert len(results) == len(SENTENCES)
     for result in results:
         assert result.label in ("negative", "positive")
@@ -46,12 +46,12 @@ def test_classify(backend: Backend) -> None:
         assert result.score == max(result.scores.values())
         assert result.scores[result.label] == result.score
         assert result.truncated is False
-    assert backend.predict(SENTENCES[1:2])[0].scores == pytest.approx(results[1].scores, abs=1e-5)
+    assert backend.classify(SENTENCES[1:2], "truncate")[0].scores == pytest.approx(results[1].scores, abs=1e-5)
 
 
 def test_truncation_flag(backend: Backend) -> None:
     long_text = " ".join(["good"] * 100)
-    short, long = backend.predict(["good", long_text])
+    short, long = backend.classify(["good", long_text], "truncate")
     assert (short.truncated, long.truncated) == (False, True)
 
 
@@ -69,7 +69,7 @@ def test_torch_and_onnx_agree(artifact: Artifact) -> None:
     for kind in ("onnx", "torch"):
         engine = make_model(artifact, kind)
         engine.load()
-        engines.append(engine.predict(SENTENCES))
+        engines.append(engine.classify(SENTENCES, "truncate"))
     onnx, torch = engines
     assert [r.label for r in onnx] == [r.label for r in torch]
     for a, b in zip(onnx, torch, strict=True):
@@ -78,7 +78,7 @@ def test_torch_and_onnx_agree(artifact: Artifact) -> None:
 
 def test_classify_before_load(artifact: Artifact) -> None:
     with pytest.raises(RuntimeError, match="before load"):
-        make_model(artifact, "onnx").predict(["x"])
+        make_model(artifact, "onnx").classify(["x"], "truncate")
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torch"])

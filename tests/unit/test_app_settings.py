@@ -24,7 +24,7 @@ def test_defaults() -> None:
     assert settings.models_dir == Path("models")
     assert (settings.runtime, settings.device, settings.torch_dtype) == ("onnx", "auto", "fp32")
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert (settings.max_batch_texts, settings.max_text_chars) == (64, 2000)
+    assert (settings.max_batch_texts, settings.max_text_chars) == (64, 100_000)
     assert settings.threads >= 1
     assert settings.schema_path == SCHEMA_PATH
 

@@ -21,6 +21,8 @@ from app.tasks.classification import Prediction
 class Echo:
     """A fake backend: each text's label is the text itself; records every call; ``gate`` holds calls back."""
 
+    call_overhead = 64
+
     def __init__(self, gate: threading.Event | None = None, fail_on: str | None = None) -> None:
         self.calls: list[list[str]] = []
         self.called = threading.Event()
@@ -107,8 +109,8 @@ def test_length_groups_cut_padding_and_run_shortest_first() -> None:
     assert length_groups([3] * 10, max_size=4, overhead=0) in ([[0, 1], [2, 3, 4, 5], [6, 7, 8, 9]],
                                                               [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
                                                               [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9]])
-    assert all(len(group) <= 4 for group in length_groups(list(range(50)), max_size=4))
-    assert length_groups([], max_size=4) == []
+    assert all(len(group) <= 4 for group in length_groups(list(range(50)), max_size=4, overhead=64))
+    assert length_groups([], max_size=4, overhead=64) == []
 
 
 def test_batcher_groups_texts_of_similar_length() -> None:

@@ -45,6 +45,7 @@ from app.api.streaming import collect, sse
 from app.core.registry import Registry
 from app.core.service import Service
 from app.errors import InvalidInput, ModelNotFound, NotReady
+from app.tasks.classification.long_text import STRATEGIES
 from app.tasks.generation.sampling import SamplingParams
 from app.tasks.generation.sequence import Chunk, GenerationParams
 from contract import GENERATION, SENTENCE_EMBEDDING, TEXT_CLASSIFICATION, Artifact
@@ -183,18 +184,26 @@ async def infer(name: str, version: Version, request: Request, service: ServiceD
             return Response(status_code=CLIENT_CLOSED)
         tensors = {"text_output": oip.Tensor("text_output", oip.BYTES, [1], [final.text])}
     else:
-        tensors = await _predict(service, artifact.task, name, texts["text"], wanted)
+        tensors = await _predict(service, artifact.task, name, texts["text"], wanted, body.parameters or {})
     return oip.infer_response(name, oip.version_of(artifact), body.id, [tensors[w.name] for w in wanted],
                               {w.name: w.binary for w in wanted})
 
 
-async def _predict(service: Service, task: str, name: str, texts: list[str], wanted: list[oip.Wanted]
-                   ) -> dict[str, oip.Tensor]:
-    """The outputs of a batched task for ``texts`` (through `Service.predict`: limits, batching, metrics)."""
+async def _predict(service: Service, task: str, name: str, texts: list[str], wanted: list[oip.Wanted],
+                   parameters: dict[str, Any]) -> dict[str, oip.Tensor]:
+    """The outputs of a batched task for ``texts`` (through the service core: limits, batching, metrics); a
+    classifier reads long texts as the request parameter ``long_text`` says."""
     if not texts:
         raise InvalidInput("input 'text' has no elements")
+    loc: list[str | int] = ["body", "inputs", 0, "data"]
+    long_text = parameters.get("long_text")
+    if long_text is not None and long_text not in STRATEGIES:
+        raise InvalidInput(f"parameter 'long_text' must be one of {', '.join(STRATEGIES)}, not {long_text!r}")
     try:
-        _, results = await service.predict(task, name, texts, ["body", "inputs", 0, "data"])
+        if task == SENTENCE_EMBEDDING:
+            _, results = await service.predict(task, name, texts, loc)
+        else:
+            _, results = await service.classify(name, texts, loc, long_text=long_text)
     except InvalidInput as exc:
         raise InvalidInput(f"input 'text': {exc.message}", **exc.extra) from None
     if task == SENTENCE_EMBEDDING:

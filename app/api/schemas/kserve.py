@@ -92,7 +92,9 @@ class InferenceRequest(BaseModel):
 
     id: str | None = Field(None, description="Echoed in the response.")
     parameters: Parameters | None = Field(None, description="`binary_data_output` (bool): every output as binary "
-                                                            "data unless it says otherwise; generators: "
+                                                            "data unless it says otherwise; classifiers: "
+                                                            "`long_text` (truncate, head+tail or chunks, as on "
+                                                            "/v1/sentiment); generators: "
                                                             "`max_tokens`, `temperature`, `top_k`, `top_p`, "
                                                             "`repetition_penalty`, `seed`, `stop`.")
     inputs: list[RequestInput]

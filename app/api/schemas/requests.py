@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
+from app.settings import LongTextStrategy
 from app.tasks.attention import Aggregate
 
 AGGREGATE_HELP = ("none = the selected heads as they are; mean = per selected layer the mean of the selected "
@@ -26,12 +27,18 @@ class SentimentRequest(BaseModel):
         {"text": "A warm, funny and beautifully acted film."},
         {"texts": ["I loved every minute of it.", "Dull, predictable and far too long."],
          "model": "sentiment-minilm"},
+        {"text": "A long review, read whole in overlapping windows ...", "long_text": "chunks"},
     ]})
 
     text: str | None = Field(None, description="One text (non-blank; at most APP_MAX_TEXT_CHARS characters).")
     texts: list[str] | None = Field(None, min_length=1,
                                     description="Several texts (1..APP_MAX_BATCH_TEXTS), answered in order.")
     model: str | None = Field(None, description="Model name as listed by GET /v1/models.")
+    long_text: LongTextStrategy | None = Field(
+        None, description="How a text longer than the model's max_length tokens is read: truncate = its first "
+                          "tokens; head+tail = its first and last tokens (1/4 and 3/4 of the window); chunks = "
+                          "overlapping windows over all of it, their logits averaged, weighted by window length. "
+                          "Unset: APP_LONG_TEXT_STRATEGY.")
 
     @field_validator("text")
     @classmethod

@@ -6,20 +6,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.settings import LongTextStrategy
+
 
 class SentimentResult(BaseModel):
     label: str = Field(description="The most probable label, e.g. negative or positive.")
     score: float = Field(ge=0, le=1, description="Probability of `label`.")
     scores: dict[str, float] = Field(description="Probability of every label (sums to 1).")
-    truncated: bool = Field(description="The text was longer than the model's max_length tokens and only its "
-                                        "first max_length tokens were read.")
+    truncated: bool = Field(description="Some tokens of the text were not read: it was longer than the model's "
+                                        "max_length tokens and read with truncate or head+tail.")
+    strategy: LongTextStrategy = Field(description="How the text was read: truncate, head+tail or chunks.")
+    chunks: int = Field(ge=1, description="Windows of at most max_length tokens the model read (more than 1 only "
+                                          "for a long text read with chunks).")
 
 
 class SentimentResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model": "sentiment-minilm",
         "results": [{"label": "positive", "score": 0.97, "scores": {"negative": 0.03, "positive": 0.97},
-                     "truncated": False}],
+                     "truncated": False, "strategy": "chunks", "chunks": 1}],
     }]})
 
     model: str = Field(description="The model that answered.")

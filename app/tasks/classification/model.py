@@ -1,24 +1,27 @@
 """Text classification: labels with probabilities for each text, and the attention maps of one text.
 
-The model reads at most ``max_length`` tokens of a text (the rest is cut and the prediction flagged
-``truncated``); the runtime-specific forward (`app.tasks.classification.forward`) computes logits and, for
-attention maps, logits with every layer's attention weights.
+The model reads windows of at most ``max_length`` tokens: a text is cut into windows as a long-text strategy says
+(`app.tasks.classification.long_text`), the windows are the rows of batched calls (`predict`) and each text's
+prediction joins its windows' logits (`join`). The runtime-specific forward (`app.tasks.classification.forward`)
+computes logits and, for attention maps, logits with every layer's attention weights.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from app.runtimes import Runtime
+from app.settings import LongTextStrategy
 from app.tasks.attention import AttentionResult, TokenLimitError
 from app.tasks.base import BatchModel
-from app.tasks.classification.forward import Forward, make_forward, variant_artifact
+from app.tasks.classification.forward import Floats, Forward, make_forward, variant_artifact
+from app.tasks.classification.long_text import Split, Splitter, average, pad
 from app.tasks.text import TextEncoder, softmax
 from contract import Artifact
 
@@ -31,6 +34,10 @@ class Prediction:
     score: float
     scores: dict[str, float]
     truncated: bool
+    strategy: LongTextStrategy = "truncate"
+    """How the text was read; by default one window from its start, as `Classifier.attend` reads it."""
+    chunks: int = 1
+    """Windows the model read (more than one only with the ``chunks`` strategy)."""
 
 
 def to_predictions(logits: npt.NDArray[np.floating], labels: Sequence[str],
@@ -47,11 +54,15 @@ def to_predictions(logits: npt.NDArray[np.floating], labels: Sequence[str],
 
 
 class Classifier(BatchModel):
+    """Rows of its batched calls are windows: token ids, special tokens included (`split` makes them)."""
+
     capabilities = ("attention",)
+    call_overhead = 16  # tokens, the 64 characters of a text row
 
     def __init__(self, artifact: Artifact, runtime: Runtime) -> None:
         super().__init__(artifact, runtime)
         self._encoder: TextEncoder | None = None
+        self._splitter: Splitter | None = None
         self._forward: Forward | None = None
 
     @property
@@ -59,6 +70,12 @@ class Classifier(BatchModel):
         if self._encoder is None:
             raise RuntimeError(f"{self.artifact.name}: used before load()")
         return self._encoder
+
+    @property
+    def splitter(self) -> Splitter:
+        if self._splitter is None:
+            raise RuntimeError(f"{self.artifact.name}: used before load()")
+        return self._splitter
 
     @property
     def forward(self) -> Forward:
@@ -69,15 +86,38 @@ class Classifier(BatchModel):
     def load(self) -> None:
         self.artifact.require(str(self.artifact.manifest["onnx"]["model"]))
         self._encoder = TextEncoder(self.artifact.hf_dir, self.artifact.max_length)
+        self._splitter = Splitter(self.artifact.hf_dir, self.artifact.max_length)
         self._forward = make_forward(self.artifact, self.runtime)
 
     def warmup(self) -> None:
-        self.predict(WARMUP_TEXTS)
+        self.classify(WARMUP_TEXTS, "chunks")
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        batch = self.encoder.encode(texts)
-        logits = self.forward.logits(batch.input_ids, batch.attention_mask)
-        return to_predictions(logits, self.artifact.labels, batch.truncated)
+    def split(self, texts: Sequence[str], strategy: LongTextStrategy) -> list[Split]:
+        """Each text cut into windows as ``strategy`` says (tokenisation only, no model call)."""
+        return self.splitter.split(texts, strategy)
+
+    def predict(self, windows: Sequence[Sequence[int]]) -> list[Floats]:
+        """The logits of each window (one model call, the windows padded to the longest)."""
+        input_ids, attention_mask = pad(windows, self.encoder.pad_id)
+        return list(self.forward.logits(input_ids, attention_mask))
+
+    def join(self, splits: Sequence[Split], rows: Sequence[Floats]) -> list[Prediction]:
+        """One prediction per text from ``rows``, the logits of every split's windows in order."""
+        logits, start = [], 0
+        for split in splits:
+            end = start + len(split.windows)
+            logits.append(average(rows[start:end], split.windows))
+            start = end
+        if start != len(rows):
+            raise ValueError(f"{len(rows)} rows of logits for {start} windows")
+        predictions = to_predictions(np.stack(logits), self.artifact.labels, [s.truncated for s in splits])
+        return [replace(p, strategy=s.strategy, chunks=len(s.windows))
+                for p, s in zip(predictions, splits, strict=True)]
+
+    def classify(self, texts: Sequence[str], strategy: LongTextStrategy) -> list[Prediction]:
+        """`split`, `predict` and `join` in one go, without the batcher (warm-up, benchmarks, tests)."""
+        splits = self.split(texts, strategy)
+        return self.join(splits, self.predict([w for s in splits for w in s.windows]))
 
     def attend(self, text: str, max_tokens: int) -> AttentionResult:
         """Tokens (special tokens included), attentions ``[layers, heads, seq, seq]`` and the prediction of one
