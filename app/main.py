@@ -32,6 +32,7 @@ from app.api.routes import (
 from app.api.security import AUTH_ERRORS, DocsGate, KeyRing, require_api_key
 from app.core.registry import Registry
 from app.core.service import Service
+from app.core.watcher import watch
 from app.logs import setup_logging
 from app.runtimes import DeviceError
 from app.settings import Settings, SettingsError, load_settings
@@ -66,10 +67,13 @@ When API keys are configured, `/v1/*` and `/v2/*` (but `/v2/health/*`) need `Aut
 `X-API-Key: <key>` (Authorize)."""
 
 
-async def _warm_up(registry: Registry, started: float) -> None:
+async def _warm_up_then_watch(registry: Registry, started: float) -> None:
+    """Warm the models found at start, then (APP_MODELS_POLL_SECONDS > 0) serve those that land later."""
     await anyio.to_thread.run_sync(registry.warmup_all)
     log.info("ready=%s %.2fs after start: %s", registry.ready, time.perf_counter() - started,
              registry.statuses())
+    if registry.settings.models_poll_seconds > 0:
+        await watch(registry, registry.settings.models_poll_seconds)
 
 
 @asynccontextmanager
@@ -92,8 +96,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     app.state.service = service = Service(settings, registry)
     service.start()
-    warm_up = asyncio.create_task(_warm_up(registry, started))
+    warm_up = asyncio.create_task(_warm_up_then_watch(registry, started))
     yield
+    warm_up.cancel()
     await service.close()
     with suppress(asyncio.CancelledError):
         await warm_up

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     max_batch_sequences: int = Field(
         8, ge=1, le=64, description="Generations one model decodes together, one token each per step; more wait "
                                     "(up to max_queue per model, then 429).")
+    # models that land while the service runs (`make run` serves the first one and builds the others meanwhile)
+    models_poll_seconds: float = Field(
+        0.0, ge=0, le=86_400, description="Every this many seconds, look for artifact folders that appeared in "
+                                          "models_dir and load, warm and serve each one; 0 = never (an admin "
+                                          "reload still adds them).")
+    expected_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated model names (folders of models_dir) still being built: "
+                                          "listed with status 'building' until they land.")
 
     @property
     def schema_path(self) -> Path:
@@ -137,10 +145,18 @@ class Settings(BaseSettings):
         """The keys of admin endpoints."""
         return _keys(self.admin_api_key, self.admin_api_keys_file)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "expected_models", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("expected_models")
+    @classmethod
+    def _expected_are_folder_names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if n.startswith(".") or "/" in n or "\\" in n]
+        if bad:
+            raise ValueError(f"not a folder name of the models dir: {bad}")
+        return names
 
     @field_validator("cors_origins")
     @classmethod

@@ -2,6 +2,8 @@
 
 Which class serves an artifact is the task table's business (`app.tasks.TASKS`); how it runs is the runtime's
 (made once from the settings). Loading is split from warm-up so that /health/ready can answer 503 meanwhile.
+Models named in APP_EXPECTED_MODELS that are not there yet are listed as `building`; a folder that lands later
+is added by `pick_up` (`app.core.watcher` calls it) or by an admin reload.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -32,7 +35,7 @@ from contract import (
 
 log = logging.getLogger(__name__)
 
-Status = Literal["loading", "warming", "ready", "failed"]
+Status = Literal["building", "loading", "warming", "ready", "failed"]
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Registry:
         self.entries: dict[str, ModelEntry] = {}
         self.warmed = False
         self.runtime: Runtime | None = None
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.RLock()
 
     def load_all(self) -> None:
         """Discover, verify and load every artifact. A broken model is marked failed; a device that cannot
@@ -75,7 +78,8 @@ class Registry:
         self.runtime = create_runtime(settings.runtime, settings.device, settings.threads, settings.torch_dtype)
         log.info("loading models from %s with the %s runtime on %s (schema %s)", settings.models_dir,
                  settings.runtime, self.runtime.device, settings.schema_path)
-        for folder in discover(settings.models_dir):
+        folders = discover(settings.models_dir)
+        for folder in folders:
             entry = self.entries[folder.name] = ModelEntry(name=folder.name, path=folder)
             _set_status(entry, "loading")
             started = time.perf_counter()
@@ -91,8 +95,13 @@ class Registry:
             _set_status(entry, "warming")
             self.entries.update(self._variants(entry))
             log.info("model %s loaded in %.2fs", entry.name, time.perf_counter() - started)
-        if not self.entries:
+        if not folders:
             log.warning("no model artifacts found in %s", settings.models_dir)
+        for name in settings.expected_models:
+            if name not in self.entries:
+                _set_status(building := ModelEntry(name, settings.models_dir / name), "building")
+                self.entries[name] = building
+        self.entries = dict(sorted(self.entries.items()))
         default = settings.default_model
         if default is not None and default not in self.entries:
             raise SettingsError(f"APP_DEFAULT_MODEL={default!r} is not in {settings.models_dir} "
@@ -173,9 +182,36 @@ class Registry:
                                    serving=serving) from exc
             _set_status(fresh, "ready")
             self.entries = dict(sorted({**self.entries, name: fresh, **self._variants(fresh)}.items()))
-        log.info("model %s reloaded in %.2fs: version %s (manifest sha256 %s)", name, time.perf_counter() - started,
+        log.info("model %s %s in %.2fs: version %s (manifest sha256 %s)", name,
+                 "added" if old is None or old.status == "building" else "reloaded", time.perf_counter() - started,
                  fresh.artifact.manifest.get("created_at"), fresh.artifact.manifest_sha256[:12])
         return fresh, old
+
+    def arrived(self) -> list[str]:
+        """Artifact folders of the models dir that are not served yet: unknown, or expected and still building.
+        Only a visible folder holding manifest.json counts; publishing renames a complete folder into place, so
+        such a folder is whole (staging folders are hidden: `.tmp-*`). Failed models are not retried."""
+        if not self.settings.models_dir.is_dir():
+            return []
+        try:
+            return sorted(folder.name for folder in self.settings.models_dir.iterdir()
+                          if not folder.name.startswith(".") and (folder / MANIFEST).is_file()
+                          and self._new(folder.name))
+        except OSError as exc:
+            log.warning("cannot list the models dir %s: %s", self.settings.models_dir, exc)
+            return []
+
+    def pick_up(self, name: str) -> None:
+        """Load, warm and serve models/<name> unless it was added meanwhile (an admin reload); the models already
+        serving go on. A failure is logged (by `reload`) and the model listed as failed."""
+        with self._reload_lock:
+            if self._new(name):
+                with suppress(ReloadFailed, ModelNotFound):
+                    self.reload(name)
+
+    def _new(self, name: str) -> bool:
+        entry = self.entries.get(name)
+        return entry is None or entry.status == "building"
 
     def scan(self) -> dict[str, bool]:
         """Every folder of the models dir: True when it is new, not serving, or its manifest is not the served one."""
@@ -193,7 +229,8 @@ class Registry:
 
     @property
     def ready(self) -> bool:
-        """Warm-up finished and at least one model serves (failed models do not block readiness)."""
+        """Warm-up of the models found at start finished and at least one serves (failed models and those still
+        building do not block readiness)."""
         return self.warmed and any(e.status == "ready" for e in self.entries.values())
 
     def statuses(self) -> dict[str, Status]:

@@ -55,3 +55,21 @@ def test_explicit_schema_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     schema.write_text("{}")
     monkeypatch.setenv("APP_MANIFEST_SCHEMA", str(schema))
     assert load_settings().schema_path == schema
+
+
+def test_models_that_land_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().models_poll_seconds, Settings().expected_models) == (0, [])
+    monkeypatch.setenv("APP_EXPECTED_MODELS", " gpt2-quick, minilm-embed ,")
+    monkeypatch.setenv("APP_MODELS_POLL_SECONDS", "0.5")
+    settings = load_settings()
+    assert (settings.expected_models, settings.models_poll_seconds) == (["gpt2-quick", "minilm-embed"], 0.5)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("APP_EXPECTED_MODELS", "ok,../elsewhere"), ("APP_EXPECTED_MODELS", ".tmp-gpt2-quick-1a2b3c4d"),
+    ("APP_MODELS_POLL_SECONDS", "-1"),
+])
+def test_models_that_land_later_refuse(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"{name}="):
+        load_settings()

@@ -42,7 +42,7 @@ def result(name: str, entry: ModelEntry | None, outcome: Outcome, previous: Mode
 def reload_one(registry: Registry, name: str) -> ReloadResult:
     """Reload ``name``; raises `ReloadFailed` (the old version keeps serving)."""
     new, old = registry.reload(name)
-    return result(name, new, "added" if old is None else "reloaded", version_of(old))
+    return result(name, new, "added" if old is None or old.status == "building" else "reloaded", version_of(old))
 
 
 @router.post("/models/{name}/reload", response_model=ReloadResult, summary="Load a new version of one model",

@@ -16,8 +16,9 @@ async def live() -> HealthResponse:
     return HealthResponse(status="alive")
 
 
-@router.get("/ready", response_model=HealthResponse, summary="Every loaded model is warmed up",
-            responses={503: {"model": ErrorResponse, "description": "Still loading or warming up."}})
+@router.get("/ready", response_model=HealthResponse, summary="Every model built is warmed up",
+            responses={503: {"model": ErrorResponse, "description": "Still loading or warming up (models still "
+                                                                    "building do not count)."}})
 async def ready(registry: RegistryDep) -> HealthResponse:
     if not registry.ready:
         raise NotReady("models are not ready", models=registry.statuses())

@@ -37,7 +37,8 @@ class ModelInfo(BaseModel):
     created: int = Field(0, description="Unix time of the artifact's export (0 when unknown).")
     owned_by: str = "transformer-stack"
     name: str
-    status: str = Field(description="loading | warming | ready | failed")
+    status: str = Field(description="building (expected, not in the models dir yet) | loading | warming | ready "
+                                    "| failed")
     task: str | None = Field(None, description="text-classification | text-generation | sentence-embedding")
     backend: str | None = Field(None, description="The runtime the model runs on: onnx or torch.")
     device: str | None = None
