@@ -20,5 +20,7 @@ GENERATION_STREAMS = Gauge("app_generation_streams_active", "Generations being d
                            "model.", ["model"])
 BATCH_SIZE = Histogram("app_batch_size", "Items per model call, by model.", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+PREFILL_BATCH_SIZE = Histogram("app_prefill_batch_size", "Prompts read in one prefill call of a generation model, "
+                               "by model.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64))
 TOKENS_GENERATED = Counter("app_generated_tokens_total", "Tokens generated, by model.", ["model"])
 MODEL_STATUS = Gauge("app_model_status", "1 for the status a model is in, 0 for the others.", ["model", "status"])

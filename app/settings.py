@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     max_batch_sequences: int = Field(
         8, ge=1, le=64, description="Generations one model decodes together, one token each per step; more wait "
                                     "(up to max_queue per model, then 429).")
+    max_prefill_tokens: int = Field(
+        128, ge=1, le=1_000_000,
+        description="Most tokens one prefill call of a generator reads (prompts times the longest of them, padding "
+                    "included): prompts that arrive while the model is busy are read shortest first, those of "
+                    "similar length together in one left-padded call up to it; a longer prompt is read alone. "
+                    "On a CPU a prefill is compute-bound and larger calls delay the first tokens; on a GPU, where "
+                    "one call costs about the same for 1 or 8 prompts, raise it (e.g. 4096).")
     # models that land while the service runs (`make run` serves the first one and builds the others meanwhile)
     models_poll_seconds: float = Field(
         0.0, ge=0, le=86_400, description="Every this many seconds, look for artifact folders that appeared in "

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from app.runtimes import create_runtime
-from app.tasks.generation.cache import KVCache
+from app.tasks.generation.cache import KVCache, left_pad
 from app.tasks.generation.generator import Generator
 from contract import Artifact
 
@@ -18,7 +18,8 @@ from contract import Artifact
 class Scripted(Generator):
     """One-hot logits for ``script[position - 1]`` at each row's position (so after a one-token prompt the
     script is followed from its start); a word-level tokenizer (decoded words joined by spaces). Records the
-    rows of every decode step and sleeps ``delay`` seconds in each."""
+    prompt lengths of every prefill call and the rows of every decode step, and sleeps ``delay`` seconds in each
+    step."""
 
     WORDS = ("<eos>", "a", "b", "stop", "c")
 
@@ -29,6 +30,7 @@ class Scripted(Generator):
         self.script = script
         self.delay = delay
         self.steps: list[int] = []
+        self.prefills: list[list[int]] = []
         tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(self.WORDS)}, unk_token="a"))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self._tokenizer = tokenizer
@@ -42,9 +44,11 @@ class Scripted(Generator):
         out[np.arange(len(positions)), picks] = 10.0
         return out
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
-        cache = KVCache([], np.ones((1, len(prompt_ids)), np.int64), np.array([len(prompt_ids)], np.int64))
-        return self._logits(cache.positions)[0], cache
+    def _prefill(self, prompts: list[list[int]]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        self.prefills.append([len(prompt) for prompt in prompts])
+        mask = left_pad(prompts)[1]
+        cache = KVCache([], mask, mask.sum(axis=1))
+        return self._logits(cache.positions), cache
 
     def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
         self.steps.append(len(tokens))

@@ -1,10 +1,12 @@
 """The generation loop: continuous (step-level) batching, one thread per generator decodes all its sequences
 together, one token each per step.
 
-Every iteration admits waiting requests (each prefilled on its own and its first token sent at once, up to
-``max_batch`` active), then runs one batched decode step over the shared `KVCache`. Rows that end (eos, stop
-string, budget), time out or are cancelled leave at once; new ones join at the next iteration. Text goes to
-each request through its ``deliver`` callback, called on the scheduler thread.
+Every iteration admits waiting requests (up to ``max_batch`` active): the prompts that arrived since the last
+iteration are prefilled shortest first, those of similar length together in one left-padded model call of at
+most ``max_prefill_tokens`` (a lone prompt is one call, as alone); each one's first token is sent as its call
+returns and the rows join the batch; then it runs one batched decode step over the shared `KVCache`. Rows that
+end (eos, stop string, budget), time out or are cancelled leave at once; new ones join at the next iteration.
+Text goes to each request through its `Ticket`'s ``deliver`` callback, called on the scheduler thread.
 """
 
 from __future__ import annotations
@@ -14,73 +16,27 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from app.core.admission import Admission, overloaded
+from app.core.ticket import Deliver, Ticket
 from app.errors import NotReady
-from app.metrics import BATCH_SIZE, GENERATION_STREAMS, QUEUE_DEPTH, QUEUE_WAIT, TOKENS_GENERATED
+from app.metrics import BATCH_SIZE, GENERATION_STREAMS, PREFILL_BATCH_SIZE, QUEUE_DEPTH, QUEUE_WAIT, TOKENS_GENERATED
 from app.tasks.base import Model
 from app.tasks.generation.cache import KVCache
 from app.tasks.generation.generator import Generator
 from app.tasks.generation.sequence import Chunk, GenerationParams
-from app.tasks.generation.sequence import Sequence as Generation
 
 log = logging.getLogger(__name__)
-
-Deliver = Callable[[Chunk | Exception], None]
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One submitted generation. ``deliver`` gets text chunks (only the final one, with all the text, when not
-    ``streamed``) or the exception that ended it; ``cancel()``, from any thread, drops it at the next step."""
-
-    sequence: Generation
-    deliver: Deliver
-    deadline: float
-    """`time.monotonic()` after which it ends with finish_reason ``timeout``."""
-    streamed: bool
-    arrived: float = field(default_factory=time.monotonic)
-    cancelled: bool = False
-    ended: bool = False
-    _texts: list[str] = field(default_factory=list)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def send(self, text: str) -> None:
-        if not text:
-            return
-        if self.streamed:
-            self._emit(Chunk(text))
-        else:
-            self._texts.append(text)
-
-    def end(self, error: Exception | None = None) -> None:
-        """Deliver the final chunk (or ``error``); nothing to a cancelled ticket."""
-        self.ended = True
-        if self.cancelled:
-            return
-        if error is not None:
-            self._emit(error)
-            return
-        final = self.sequence.final()
-        self._emit(final if self.streamed else replace(final, text="".join(self._texts) + final.text))
-
-    def _emit(self, item: Chunk | Exception) -> None:
-        try:
-            self.deliver(item)
-        except RuntimeError:  # the receiving event loop is gone
-            self.cancelled = True
-
 
 class Scheduler:
     """The batching loop of one generator object (model ``name``); its thread starts on the first request."""
 
-    def __init__(self, generator: Generator, name: str, max_batch: int, max_queue: int) -> None:
+    def __init__(self, generator: Generator, name: str, max_batch: int, max_queue: int,
+                 max_prefill_tokens: int) -> None:
         self.generator, self.name = generator, name
-        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
         self._wake = threading.Condition()
         self._waiting: deque[Ticket] = deque()
         self._admitted = 0
@@ -94,6 +50,7 @@ class Scheduler:
         self._queue_wait = QUEUE_WAIT.labels(model=name, loop="stream")
         self._streams = GENERATION_STREAMS.labels(model=name)
         self._batch_size = BATCH_SIZE.labels(name)
+        self._prefill_size = PREFILL_BATCH_SIZE.labels(name)
         self._tokens = TOKENS_GENERATED.labels(name)
 
     def submit(self, prompt_ids: Sequence[int], params: GenerationParams, deliver: Deliver, deadline: float,
@@ -163,30 +120,48 @@ class Scheduler:
         return [t for t in gone if not t.cancelled]
 
     def _admit(self, incoming: list[Ticket]) -> None:
-        """Prefill each new ticket, send its first token and join its row to the batch."""
+        """Prefill the new tickets, shortest prompt first, in as few calls as ``max_prefill_tokens`` allows
+        (prompts times the longest of them; a longer prompt goes alone): prompts of similar lengths share a call,
+        so padding stays small, and short prompts get their first token first."""
+        ready: list[Ticket] = []
         for ticket in incoming:
             if time.monotonic() >= ticket.deadline:
                 ticket.sequence.finish("timeout")
             if ticket.cancelled or ticket.sequence.finish_reason is not None:
                 self._end(ticket)
-                continue
-            self._queue_wait.observe(time.monotonic() - ticket.arrived)
-            try:
-                text, cache = self.generator.prefill(ticket.sequence)
-            except Exception as exc:
-                log.exception("prefill with %s failed", self.name)
-                self._end(ticket, exc)
-                continue
-            self._tokens.inc()
-            ticket.send(text)
-            if ticket.sequence.finish_reason is not None:
-                self._end(ticket)
-                continue
-            if self._cache is None:
-                self._cache = cache
             else:
-                self._cache.join(cache)
-            self._active.append(ticket)
+                ready.append(ticket)
+        group: list[Ticket] = []
+        for ticket in sorted(ready, key=lambda t: len(t.sequence.history)):
+            if group and (len(group) + 1) * len(ticket.sequence.history) > self.max_prefill_tokens:
+                self._prefill(group)
+                group = []
+            group.append(ticket)
+        if group:
+            self._prefill(group)
+
+    def _prefill(self, tickets: list[Ticket]) -> None:
+        """One model call for the prompts of ``tickets``: each gets its first token and its row joins the batch
+        (`_retire` takes out the ones that ended already)."""
+        now = time.monotonic()
+        for ticket in tickets:
+            self._queue_wait.observe(now - ticket.arrived)
+        try:
+            texts, cache = self.generator.prefill([ticket.sequence for ticket in tickets])
+        except Exception as exc:
+            log.exception("prefill with %s failed", self.name)
+            for ticket in tickets:
+                self._end(ticket, exc)
+            return
+        self._prefill_size.observe(len(tickets))
+        self._tokens.inc(len(tickets))
+        for ticket, text in zip(tickets, texts, strict=True):
+            ticket.send(text)
+        if self._cache is None:
+            self._cache = cache
+        else:
+            self._cache.join(cache)
+        self._active += tickets
 
     def _step(self) -> None:
         assert self._cache is not None
@@ -235,8 +210,8 @@ class Schedulers(Admission):
     """One `Scheduler` per generator object, made on first use (event loop only). A reloaded model is a new
     object and gets a new scheduler; the old one finishes its requests and stops."""
 
-    def __init__(self, max_batch: int, max_queue: int) -> None:
-        self.max_batch, self.max_queue = max_batch, max_queue
+    def __init__(self, max_batch: int, max_queue: int, max_prefill_tokens: int) -> None:
+        self.max_batch, self.max_queue, self.max_prefill_tokens = max_batch, max_queue, max_prefill_tokens
         self._by_model: dict[Generator, Scheduler] = {}
 
     @property
@@ -266,7 +241,8 @@ class Schedulers(Admission):
                 if old.name == name:
                     old.close()
                     del self._by_model[model]
-            scheduler = self._by_model[generator] = Scheduler(generator, name, self.max_batch, self.max_queue)
+            scheduler = self._by_model[generator] = Scheduler(generator, name, self.max_batch, self.max_queue,
+                                                              self.max_prefill_tokens)
         return scheduler
 
     async def close(self, timeout_s: float) -> None:

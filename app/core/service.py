@@ -76,7 +76,8 @@ class Service:
         self.registry = registry
         self.runner = Runner(settings.max_concurrency, settings.max_queue)
         self.batcher = Batcher.from_settings(settings, self.runner.limiter)
-        self.schedulers = Schedulers(settings.max_batch_sequences, settings.max_queue)
+        self.schedulers = Schedulers(settings.max_batch_sequences, settings.max_queue,
+                                     settings.max_prefill_tokens)
         self.loops: dict[str, Admission] = {"batch": self.batcher, "stream": self.schedulers}
 
     def start(self) -> None:

@@ -1,5 +1,6 @@
-"""Continuous batching on the tiny LM (both backends): batched text == text alone; and through HTTP: 429 with
-Retry-After, timeouts (504, stream finish_reason `timeout`), a disconnecting client stops its generation."""
+"""Continuous batching on the tiny LM (both backends): batched text == text alone, prompts that arrive together
+prefilled in one left-padded call; and through HTTP: 429 with Retry-After, timeouts (504, stream finish_reason
+`timeout`), a disconnecting client stops its generation."""
 
 from __future__ import annotations
 
@@ -48,6 +49,66 @@ def recording(generator: Generator, delay: float = 0.0) -> list[int]:
     return rows
 
 
+def prefills(generator: Generator) -> list[int]:
+    """Make ``generator`` record the prompts of each prefill call."""
+    calls: list[int] = []
+    prefill = generator._prefill
+
+    def wrapped(prompts: list[list[int]]) -> Any:
+        calls.append(len(prompts))
+        return prefill(prompts)
+
+    generator._prefill = wrapped  # type: ignore[method-assign]
+    return calls
+
+
+def together(scheduler: Scheduler, generator: Generator, requests: list[tuple[str, GenerationParams]]) -> list[str]:
+    """Submit ``requests`` while the scheduler's loop is held (so that it takes them all at once); their texts."""
+    results: list[list[str]] = [[] for _ in requests]
+    done = [threading.Event() for _ in requests]
+    with scheduler._wake:
+        for i, (prompt, params) in enumerate(requests):
+            def deliver(item: Chunk | Exception, i: int = i) -> None:
+                assert isinstance(item, Chunk)
+                results[i].append(item.text)
+                if item.finish_reason is not None:
+                    done[i].set()
+
+            scheduler.submit(generator.encode(prompt), params, deliver, time.monotonic() + 60)
+    assert all(event.wait(60) for event in done)
+    return ["".join(texts) for texts in results]
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torch"])
+def test_a_left_padded_prefill_reads_each_prompt_as_alone(tiny_lm_artifact: Path, kind: str) -> None:
+    generator = make_model(open_artifact(tiny_lm_artifact, load_schema()), kind)
+    generator.load()
+    prompts = [generator.encode(prompt) for prompt in PROMPTS]
+    logits, cache = generator._prefill(prompts)
+    tokens = logits.argmax(axis=-1)
+    after = generator._decode(tokens, cache)
+    for row, prompt in enumerate(prompts):  # the logits of the prompt and of the next step, as alone
+        own, own_cache = generator._prefill([prompt])
+        np.testing.assert_allclose(logits[row], own[0], atol=1e-5)
+        np.testing.assert_allclose(after[row], generator._decode(tokens[row:row + 1], own_cache)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torch"])
+def test_prompts_that_arrive_together_are_prefilled_in_one_call(tiny_lm_artifact: Path, kind: str) -> None:
+    generator = make_model(open_artifact(tiny_lm_artifact, load_schema()), kind)
+    generator.load()
+    requests = [(prompt, GenerationParams(max_new_tokens=10, sampling=GREEDY)) for prompt in PROMPTS[:4]]
+    requests.append((PROMPTS[4], GenerationParams(max_new_tokens=10, sampling=SAMPLED, seed=3)))
+    assert len({len(generator.encode(prompt)) for prompt, _ in requests}) == len(requests)
+    expected = [alone(generator, prompt, params) for prompt, params in requests]
+    calls = prefills(generator)
+    scheduler = Scheduler(generator, "tiny", max_batch=8, max_queue=8, max_prefill_tokens=2048)
+    assert together(scheduler, generator, requests) == expected
+    assert calls == [5]  # five prompts of five lengths, one left-padded call
+    assert together(scheduler, generator, requests[:1]) == expected[:1] and calls == [5, 1]
+    scheduler.close()
+
+
 @pytest.mark.parametrize("kind", ["onnx", "torch"])
 def test_batched_text_is_the_text_alone(tiny_lm_artifact: Path, kind: str) -> None:
     generator = make_model(open_artifact(tiny_lm_artifact, load_schema()), kind)
@@ -57,7 +118,7 @@ def test_batched_text_is_the_text_alone(tiny_lm_artifact: Path, kind: str) -> No
     requests.append((PROMPTS[0], GenerationParams(max_new_tokens=16, sampling=SAMPLED, seed=7)))
     expected = [alone(generator, prompt, params) for prompt, params in requests]
     rows = recording(generator)
-    scheduler = Scheduler(generator, "tiny", max_batch=8, max_queue=8)
+    scheduler = Scheduler(generator, "tiny", max_batch=8, max_queue=8, max_prefill_tokens=2048)
     results: list[list[Chunk]] = [[] for _ in requests]
     done = [threading.Event() for _ in requests]
 

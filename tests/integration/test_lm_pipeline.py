@@ -57,7 +57,7 @@ def test_greedy_tokens_identical_on_torch_and_onnx(tiny_lm_artifact: Path) -> No
     for prompt in ("Call me", "The sea was calm and the whale rose"):
         ids = torch_gen.encode(prompt)
         assert list(torch_gen.tokens(ids, greedy)) == list(onnx_gen.tokens(ids, greedy))
-    np.testing.assert_allclose(torch_gen._prefill(ids)[0], onnx_gen._prefill(ids)[0], atol=1e-4)
+    np.testing.assert_allclose(torch_gen._prefill([ids])[0], onnx_gen._prefill([ids])[0], atol=1e-4)
 
 
 def test_seeded_sampling_is_reproducible_and_backend_independent(tiny_lm_artifact: Path) -> None:

@@ -1,14 +1,12 @@
 """The from-scratch Transformer (transformer/) through the real export and the app: a tiny dense model (sinusoidal
 positions) and a tiny Mixture of Experts (learned positions, 4 experts, top-2), random weights, served on both
 runtimes: greedy text equal across runtimes, seeded sampling reproducible, streaming and completions, continuous
-batching (left-padded KV-cache rows) equal to decoding alone, /v1/attention from the model's own weights (causal),
-with the experts' routing for the MoE only."""
+batching (prompts prefilled together, left-padded KV-cache rows) equal to decoding alone, /v1/attention from the
+model's own weights (causal), with the experts' routing for the MoE only."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +18,13 @@ from fastapi.testclient import TestClient
 from app.core.scheduler import Scheduler
 from app.tasks.generation.generator import Generator
 from app.tasks.generation.sampling import SamplingParams
-from app.tasks.generation.sequence import Chunk, GenerationParams
+from app.tasks.generation.sequence import GenerationParams
 from contract import load_schema, open_artifact
 from tests.app_helpers import make_model
 from tests.integration.conftest import serve
 from tests.integration.test_api_attention import attend, png_size
 from tests.integration.test_api_generate import events
-from tests.integration.test_generation_batching import PROMPTS, alone, recording
+from tests.integration.test_generation_batching import PROMPTS, alone, prefills, recording, together
 from tests.lm_helpers import LINES
 
 pytestmark = pytest.mark.slow
@@ -121,22 +119,11 @@ def test_batched_rows_decode_as_alone(models_dir: Path, kind: str, name: str) ->
     requests = [(prompt, GenerationParams(max_new_tokens=8 + 2 * i, sampling=SamplingParams(temperature=0)))
                 for i, prompt in enumerate(PROMPTS)]
     expected = [alone(generator, prompt, params) for prompt, params in requests]
-    rows = recording(generator)
-    scheduler = Scheduler(generator, name, max_batch=8, max_queue=8)
-    results: list[list[Chunk]] = [[] for _ in requests]
-    done = [threading.Event() for _ in requests]
-    for i, (prompt, params) in enumerate(requests):
-        def deliver(item: Chunk | Exception, i: int = i) -> None:
-            assert isinstance(item, Chunk)
-            results[i].append(item)
-            if item.finish_reason is not None:
-                done[i].set()
-
-        scheduler.submit(generator.encode(prompt), params, deliver, time.monotonic() + 60)
-    assert all(event.wait(60) for event in done)
+    rows, calls = recording(generator), prefills(generator)
+    scheduler = Scheduler(generator, name, max_batch=8, max_queue=8, max_prefill_tokens=2048)
+    assert together(scheduler, generator, requests) == expected
     scheduler.close()
-    assert ["".join(chunk.text for chunk in chunks) for chunks in results] == expected
-    assert max(rows) >= 2  # rows of different prompt lengths decoded together
+    assert calls == [len(PROMPTS)] and max(rows) == len(PROMPTS)  # one left-padded prefill, then decoded together
 
 
 @pytest.mark.parametrize("name", MODELS)

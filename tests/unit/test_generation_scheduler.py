@@ -1,5 +1,6 @@
-"""Continuous batching without a model (`Scripted`): rows join and leave, cancel, time out, fill the queue, fail;
-and incremental detokenisation against whole-list decoding."""
+"""Continuous batching without a model (`Scripted`): rows join and leave, prompts that arrive together are
+prefilled in one call, cancel, time out, fill the queue, fail; and incremental detokenisation against whole-list
+decoding."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from app.api.errors import headers_of
-from app.core.scheduler import Scheduler, Ticket
+from app.core.scheduler import Scheduler
+from app.core.ticket import Ticket
 from app.errors import Overloaded
 from app.metrics import BATCH_SIZE, TOKENS_GENERATED
 from app.tasks.generation.sampling import SamplingParams
@@ -54,8 +56,8 @@ def params(max_new_tokens: int, **extra: object) -> GenerationParams:
 def make() -> Iterator[Make]:
     made: list[Scheduler] = []
 
-    def factory(gen: Scripted, max_batch: int = 8, max_queue: int = 8) -> Scheduler:
-        made.append(Scheduler(gen, "scripted", max_batch, max_queue))
+    def factory(gen: Scripted, max_batch: int = 8, max_queue: int = 8, max_prefill_tokens: int = 2048) -> Scheduler:
+        made.append(Scheduler(gen, "scripted", max_batch, max_queue, max_prefill_tokens))
         return made[-1]
 
     yield factory
@@ -86,6 +88,21 @@ def test_rows_join_and_leave_mid_flight_with_their_own_text(make: Make) -> None:
     assert 2 in gen.steps and gen.steps[0] == 1 and gen.steps[-1] == 1
     batched = [i for i, rows in enumerate(gen.steps) if rows == 2]
     assert batched == list(range(batched[0], batched[0] + 2))  # the short row left after its 3rd token
+
+
+def test_prompts_that_arrive_together_are_prefilled_shortest_first_in_few_calls(make: Make) -> None:
+    gen = Scripted([1, 2, 4] * 5, context=200)
+    scheduler = make(gen, max_prefill_tokens=12)
+    _, lone = submit(scheduler, 3, prompt=(1, 1))
+    assert lone.text() == "b c a" and gen.prefills == [[2]]  # a lone prompt: one call of one
+    lengths = [5, 1, 3, 13, 2, 3]
+    with scheduler._wake:  # the loop takes none of them before all of them wait
+        receivers = [submit(scheduler, 4 - i % 2, prompt=(1,) * n)[1] for i, n in enumerate(lengths)]
+    texts = [receiver.text() for receiver in receivers]
+    # shortest first; 4 prompts x 3 tokens fill the 12 tokens of a call, 5 tokens make the next, 13 go alone
+    assert gen.prefills == [[2], [1, 2, 3, 3], [5], [13]]
+    assert texts == ["b c a b", "a b c", "c a b c", "a b c", "b c a b", "c a b"]  # each from its own position
+    assert max(gen.steps) == 6  # and all decoded together
 
 
 def test_non_streamed_gets_one_chunk_with_all_the_text(make: Make) -> None:

@@ -1,12 +1,13 @@
 """The KV caches of sequences decoded together: ragged lengths, left-padded to one, masked per row.
 
-Rows join (after their own prefill) and leave between steps. Each row keeps its own positions, so padding never
-shifts them; the mask hides padding from attention. The tensors are numpy arrays here (ONNX Runtime); the torch
-backend subclasses the two array operations.
+Prompts that arrive together are prefilled in one call (`left_pad`); their rows join the running ones and leave
+between steps. Each row keeps its own positions, so padding never shifts them; the mask hides padding from
+attention. The tensors are numpy arrays here (ONNX Runtime); the torch backend subclasses the array operations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,16 +30,15 @@ class KVCache:
     def length(self) -> int:
         return int(self.mask.shape[1])
 
-    def step_inputs(self, width: int = 1) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Attention mask ``[rows, length + width]`` and position ids ``[rows, width]`` of the next call."""
-        mask = np.concatenate([self.mask, np.ones((len(self), width), np.int64)], axis=1)
-        positions = self.positions[:, None] + np.arange(width, dtype=np.int64)
-        return mask, positions
+    def step_inputs(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Attention mask ``[rows, length + 1]`` and position ids ``[rows, 1]`` of the next decoding step."""
+        mask = np.concatenate([self.mask, np.ones((len(self), 1), np.int64)], axis=1)
+        return mask, self.positions[:, None]
 
-    def advance(self, present: list[Any], mask: npt.NDArray[np.int64], width: int = 1) -> None:
-        """Take the model's present tensors after a call that appended ``width`` tokens to every row."""
+    def advance(self, present: list[Any], mask: npt.NDArray[np.int64]) -> None:
+        """Take the model's present tensors after a step that appended one token to every row."""
         self.past, self.mask = present, mask
-        self.positions = self.positions + width
+        self.positions = self.positions + 1
 
     def join(self, other: KVCache) -> None:
         """Append ``other``'s rows after this cache's rows; the shorter side is padded on the left."""
@@ -74,6 +74,20 @@ class KVCache:
     @staticmethod
     def _contiguous(tensor: Any) -> Any:
         return np.ascontiguousarray(tensor)
+
+
+def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                         npt.NDArray[np.int64]]:
+    """Prompts of different lengths as one prefill call, padded on the left to the longest: input ids, attention
+    mask (0 = padding) and position ids (each row counts from 0 at its first token; 0 on padding), all
+    ``[rows, longest]``. The cache after that call has this mask and the prompt lengths as its positions."""
+    width = max(len(prompt) for prompt in prompts)
+    ids = np.zeros((len(prompts), width), np.int64)
+    mask = np.zeros((len(prompts), width), np.int64)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = prompt
+        mask[row, width - len(prompt):] = 1
+    return ids, mask, np.maximum(mask.cumsum(axis=1) - 1, 0)
 
 
 def _pad_mask(mask: npt.NDArray[np.int64], width: int) -> npt.NDArray[np.int64]:

@@ -1,9 +1,10 @@
 """Text generation: ``load()``, ``warmup()``, ``encode()``, ``tokens()``, ``stream()``, ``info``.
 
-Each runtime implements two steps over a `KVCache` that may hold several sequences: ``_prefill(prompt ids) ->
-(logits, one-row cache)`` and ``_decode(one token per row, cache) -> logits per row``. Sampling, stop strings,
-eos and the context limit live in `Sequence`, once; `Scheduler` decodes many sequences together, ``stream()``
-decodes one on its own.
+Each runtime implements two steps over a `KVCache` that may hold several sequences: ``_prefill(prompts) ->
+(logits per prompt, their cache)``, all prompts in one call, left-padded, and ``_decode(one token per row, cache)
+-> logits per row``. Sampling, stop strings, eos and the context limit live in `Sequence`, once; `Scheduler`
+prefills the prompts that arrive together in one call and decodes many sequences together, ``stream()`` decodes
+one on its own.
 """
 
 from __future__ import annotations
@@ -82,10 +83,11 @@ class Generator(Model):
                 yield Chunk(text)
         yield sequence.final()
 
-    def prefill(self, sequence: Sequence) -> tuple[str, KVCache]:
-        """Read ``sequence``'s prompt and push its first token: that token's text, and the one-row cache."""
-        logits, cache = self._prefill(sequence.history)
-        return _push([sequence], logits[None])[0], cache
+    def prefill(self, sequences: list[Sequence]) -> tuple[list[str], KVCache]:
+        """Read the prompts of ``sequences`` in one model call and push each one's first token: the text each
+        adds, and the cache of their rows (in that order)."""
+        logits, cache = self._prefill([s.history for s in sequences])
+        return _push(sequences, logits), cache
 
     def decode(self, sequences: list[Sequence], cache: KVCache) -> list[str]:
         """One step for every row of ``cache`` (``sequences`` in its row order): the text each row adds."""
@@ -96,8 +98,8 @@ class Generator(Model):
         """Decode ``sequence`` alone until it ends; the text of each step."""
         if sequence.finish_reason is not None:
             return
-        text, cache = self.prefill(sequence)
-        yield text
+        texts, cache = self.prefill([sequence])
+        yield texts[0]
         while sequence.finish_reason is None:
             yield self.decode([sequence], cache)[0]
 
@@ -108,8 +110,9 @@ class Generator(Model):
     def _load_model(self) -> None: ...
 
     @abstractmethod
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
-        """Logits ``[vocab]`` of the next token after the prompt, and a cache holding that one row."""
+    def _prefill(self, prompts: list[list[int]]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        """Read ``prompts`` in one call (`left_pad`: a single prompt, or prompts of one length, need no padding):
+        logits ``[rows, vocab]`` of the next token after each, and a cache holding their rows."""
 
     @abstractmethod
     def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from app.runtimes.onnx import OnnxRuntime
 from app.tasks.attention import AttentionUnavailable
 from app.tasks.generation.attention import AttendingGenerator, AttentionForward, AttentionOutputs
-from app.tasks.generation.cache import KVCache
+from app.tasks.generation.cache import KVCache, left_pad
 from contract import Artifact
 
 FIXED_INPUTS = ["input_ids", "attention_mask", "position_ids"]
@@ -46,24 +46,27 @@ class OnnxGenerator(AttendingGenerator):
             raise ValueError(f"model.onnx past inputs need static heads and head_dim, got {inputs[3].shape}")
         self.kv_shape = (heads, head_dim)
 
-    def _run(self, ids: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
-        """Append ``ids`` ``[rows, width]`` to ``cache``; logits ``[rows, vocab]`` after the last of them."""
-        width = ids.shape[1]
-        mask, positions = cache.step_inputs(width)
+    def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64], positions: npt.NDArray[np.int64],
+             past: list[Any]) -> tuple[npt.NDArray[np.float32], list[Any]]:
+        """``ids`` and ``positions`` ``[rows, width]`` after ``past``, ``mask`` over both: logits ``[rows, vocab]``
+        after the last of them, and the present tensors."""
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                                **dict(zip(self.past_names, cache.past, strict=True))}
+                                **dict(zip(self.past_names, past, strict=True))}
         logits, *present = self.runtime.run(self.session, None, feed)
-        cache.advance(present, mask, width)
-        result: npt.NDArray[np.float32] = np.asarray(logits[:, -1], dtype=np.float32)
-        return result
+        return np.asarray(logits[:, -1], dtype=np.float32), present
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
-        dummy = np.zeros((1, self.kv_shape[0], 1, self.kv_shape[1]), np.float32)
-        cache = KVCache([dummy] * len(self.past_names), np.zeros((1, 1), np.int64), np.zeros(1, np.int64))
-        return self._run(np.array([prompt_ids], np.int64), cache)[0], cache
+    def _prefill(self, prompts: list[list[int]]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        ids, mask, positions = left_pad(prompts)
+        dummy = np.zeros((len(prompts), self.kv_shape[0], 1, self.kv_shape[1]), np.float32)
+        mask = np.pad(mask, ((0, 0), (1, 0)))  # the dummy past position, masked
+        logits, present = self._run(ids, mask, positions, [dummy] * len(self.past_names))
+        return logits, KVCache(present, mask, mask.sum(axis=1))
 
     def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
-        return self._run(tokens[:, None], cache)
+        mask, positions = cache.step_inputs()
+        logits, present = self._run(tokens[:, None], mask, positions, cache.past)
+        cache.advance(present, mask)
+        return logits
 
     def _build_attention(self) -> AttentionForward:
         """A session on ``model.attn.onnx`` (schema 1.2, see models/README.md): ``input_ids``, ``attention_mask``

@@ -13,7 +13,7 @@ import torch
 
 from app.runtimes.torch import TorchRuntime
 from app.tasks.generation.attention import AttendingGenerator, AttentionForward, AttentionOutputs
-from app.tasks.generation.cache import KVCache
+from app.tasks.generation.cache import KVCache, left_pad
 from app.tasks.generation.torch import TorchKVCache
 from contract import Artifact
 from transformer.model import TransformerConfig, TransformerLM
@@ -35,12 +35,14 @@ class ScratchGenerator(AttendingGenerator):
         assert isinstance(model, TransformerLM)
         self.model = model
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
+    def _prefill(self, prompts: list[list[int]]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        ids, mask, positions = left_pad(prompts)
+        tensor = self.runtime.tensor
+        padding = () if mask.all() else (tensor(mask), tensor(positions))
         with torch.inference_mode():
-            out = self.model(self.runtime.tensor(np.array([prompt_ids], np.int64)))
-        length = len(prompt_ids)
-        cache = TorchKVCache(out.present, np.ones((1, length), np.int64), np.full(1, length, np.int64))
-        return self.runtime.numpy(out.logits[0, -1]), cache
+            out = self.model(tensor(ids), *padding)
+        cache = TorchKVCache(out.present, mask, mask.sum(axis=1))
+        return self.runtime.numpy(out.logits[:, -1]), cache
 
     def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
         mask, positions = cache.step_inputs()

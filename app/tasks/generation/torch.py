@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, DynamicCache
 
 from app.runtimes.torch import TorchRuntime
 from app.tasks.generation.attention import AttendingGenerator, AttentionForward, AttentionOutputs
-from app.tasks.generation.cache import KVCache
+from app.tasks.generation.cache import KVCache, left_pad
 from contract import Artifact
 
 
@@ -25,13 +25,15 @@ class TorchGenerator(AttendingGenerator):
     def _load_model(self) -> None:
         self.model = self.runtime.load(AutoModelForCausalLM, self.artifact.hf_dir)
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[npt.NDArray[np.float32], KVCache]:
+    def _prefill(self, prompts: list[list[int]]) -> tuple[npt.NDArray[np.float32], KVCache]:
+        ids, mask, positions = left_pad(prompts)
+        tensor = self.runtime.tensor
+        padding = {} if mask.all() else {"attention_mask": tensor(mask), "position_ids": tensor(positions)}
         with torch.inference_mode():
-            out = self.model(input_ids=self.runtime.tensor(np.array([prompt_ids], np.int64)), cache=DynamicCache(),
-                             use_cache=True, logits_to_keep=1)
-        length = len(prompt_ids)
-        cache = TorchKVCache(_tensors(out.cache), np.ones((1, length), np.int64), np.full(1, length, np.int64))
-        return self.runtime.numpy(out.logits[0, -1]), cache
+            out = self.model(input_ids=tensor(ids), cache=DynamicCache(), use_cache=True, logits_to_keep=1,
+                             **padding)
+        cache = TorchKVCache(_tensors(out.cache), mask, mask.sum(axis=1))
+        return self.runtime.numpy(out.logits[:, -1]), cache
 
     def _decode(self, tokens: npt.NDArray[np.int64], cache: KVCache) -> npt.NDArray[np.float32]:
         mask, positions = cache.step_inputs()
