@@ -90,15 +90,16 @@ def read_examples(path: Path, text_column: str, label_column: str, labels: Seque
 
 
 class EncodedDataset(Dataset[dict[str, Any]]):
-    """Token ids (unpadded) and labels; padding happens per batch in the collate function.
+    """Token ids (unpadded) and labels, and the texts they encode; padding happens per batch in the collate function.
 
     ``extras`` holds optional per-example fields (e.g. cached teacher logits), indexed like the
     examples and stacked per batch by the collate function.
     """
 
-    def __init__(self, input_ids: list[list[int]], labels: list[int]) -> None:
+    def __init__(self, input_ids: list[list[int]], labels: list[int], texts: Sequence[str] = ()) -> None:
         self.input_ids = input_ids
         self.labels = labels
+        self.texts = list(texts)
         self.extras: dict[str, Sequence[Any]] = {}
 
     def __len__(self) -> int:
@@ -156,6 +157,12 @@ def pad_collate(pad_id: int) -> Any:
     return collate
 
 
+def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_length: int) -> EncodedDataset:
+    """``texts`` as ``tokenizer`` encodes them for a classifier: special tokens, truncated to ``max_length``."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return EncodedDataset(enc["input_ids"], list(labels), texts)
+
+
 def load_split(cfg: DataConfig, split: str) -> list[Example]:
     """Examples of one split, from files under ``cfg.data_dir`` or from an HF dataset id."""
     if cfg.hf_dataset:
@@ -180,8 +187,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.splits: dict[str, EncodedDataset] = {}
 
     def _encode(self, examples: list[Example]) -> EncodedDataset:
-        enc = self.tokenizer([ex.text for ex in examples], truncation=True, max_length=self.max_length)
-        return EncodedDataset(enc["input_ids"], [ex.label for ex in examples])
+        return encode(self.tokenizer, [ex.text for ex in examples], [ex.label for ex in examples], self.max_length)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from contract import TEXT_CLASSIFICATION, Artifact, open_artifact
-from training.classification.data import EncodedDataset, TextClassificationDataModule, pad_collate
+from training.classification.classifier import build_classifier
+from training.classification.data import EncodedDataset, TextClassificationDataModule, encode, pad_collate
 from training.classification.knowledge_distillation import DistillationModule, default_layers, make_student
+from training.classification.pretrained import resolve_model
+from training.classification.teacher_cache import TeacherLogitsCache
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
 from training.distributed import launch_rank
 from training.export.text_classification import export_classifier
@@ -32,14 +36,18 @@ class DistillConfig:
     teacher: str = "models/sentiment-minilm"
     """Teacher artifact folder (models/<name>); labels and max_length come from its manifest."""
     student: str | None = None
-    """HF folder or hub id of the student; None = the teacher with only student_layers kept."""
+    """The student: an HF folder, hub id or offline name (all-minilm-l6-v2, all-mpnet-base-v2), of any
+    architecture and vocabulary; None = the teacher with only student_layers kept."""
     student_layers: list[int] | None = None
-    """Teacher layers kept by the derived student; None = every other one from the first (6 -> 0,2,4)."""
+    """Layers kept by a layer-dropped student: of the teacher (student None; None = every other one from the
+    first, 6 -> 0,2,4) or of `student` (None = all of them)."""
     alpha: float = 0.5
     """Weight of the soft-target KL term; 1 - alpha weighs cross-entropy on the labels."""
     temperature: float = 2.0
     cache_teacher_logits: bool = True
-    """Run the teacher once over the training split before training instead of at every step."""
+    """Run the teacher once per text (train and test splits) before training, its logits kept by text in
+    <runs_dir>/teacher-logits/<teacher>-<manifest sha256>.safetensors: any later student of the same teacher reuses
+    them. False = run the teacher at every step (the student must share its vocabulary)."""
 
 
 @dataclass
@@ -80,12 +88,11 @@ def load_teacher(path: Path) -> tuple[nn.Module, Any, Artifact]:
     artifact = open_artifact(path)
     if artifact.task != TEXT_CLASSIFICATION:
         raise ValueError(f"{path}: the teacher must be a {TEXT_CLASSIFICATION} artifact, not {artifact.task!r}")
-    teacher = AutoModelForSequenceClassification.from_pretrained(artifact.hf_dir, attn_implementation="sdpa")
+    teacher = AutoModelForSequenceClassification.from_pretrained(artifact.hf_dir)  # sdpa where it has it (not MPNet)
     return teacher.eval().requires_grad_(False), AutoTokenizer.from_pretrained(artifact.hf_dir), artifact
 
 
-def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch_size: int,
-                   desc: str = "teacher logits") -> torch.Tensor:
+def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch_size: int) -> torch.Tensor:
     """Logits for every example in dataset order: eval mode, no_grad, batches sorted by length."""
     order = sorted(range(len(dataset)), key=lambda i: len(dataset.input_ids[i]))
     collate = pad_collate(pad_id)
@@ -93,13 +100,30 @@ def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch
     model.eval()
     rows: list[torch.Tensor] = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch"):
             batch = collate([dataset[i] for i in order[start:start + batch_size]])
             rows.append(model(input_ids=batch["input_ids"].to(device),
                               attention_mask=batch["attention_mask"].to(device)).logits.float().cpu())
     logits = torch.empty((len(dataset), rows[0].shape[-1]))
     logits[torch.tensor(order)] = torch.cat(rows)
     return logits
+
+
+def text_predictor(model: nn.Module, tokenizer: Any, max_length: int,
+                   batch_size: int) -> Callable[[Sequence[str]], torch.Tensor]:
+    """texts -> the model's logits [n, labels], each text tokenised as the model was trained (truncated to
+    max_length)."""
+    def predict(texts: Sequence[str]) -> torch.Tensor:
+        return predict_logits(model, encode(tokenizer, texts, [0] * len(texts), max_length),
+                              tokenizer.pad_token_id or 0, batch_size)
+
+    return predict
+
+
+def teacher_cache(runs_dir: str, artifact: Artifact) -> TeacherLogitsCache:
+    """The logits cache of this teacher version (named by its manifest's sha256), shared by every run in runs_dir."""
+    path = Path(runs_dir) / "teacher-logits" / f"{artifact.name}-{artifact.manifest_sha256[:16]}.safetensors"
+    return TeacherLogitsCache(path, artifact.manifest_sha256, len(artifact.labels))
 
 
 def _accuracy(logits: torch.Tensor, dataset: EncodedDataset) -> float:
@@ -122,36 +146,42 @@ def run(cfg: DistillRunConfig) -> Path:
     if list(cfg.data.labels) != labels:
         raise ValueError(f"data labels {list(cfg.data.labels)} differ from the teacher's {labels}")
     run_dir = Path(cfg.output.runs_dir) / cfg.output.name
-    layers = dcfg.student_layers or default_layers(int(teacher.config.num_hidden_layers))
-    if dcfg.student is None:
+    student_path = None if dcfg.student is None else resolve_model(dcfg.student)
+    layers = None
+    if student_path is None or dcfg.student_layers:
+        full = teacher if student_path is None else build_classifier(student_path, labels)
+        layers = dcfg.student_layers or default_layers(int(full.config.num_hidden_layers))
         # each process writes its own copy (the same weights): no rank reads a folder another one is writing
         rank = launch_rank()
         student_source = str(run_dir / ("student-init" if rank == 0 else f"student-init.rank{rank}"))
-        tokenizer = teacher_tokenizer
-        make_student(teacher, layers).save_pretrained(student_source, safe_serialization=True)
+        tokenizer = teacher_tokenizer if student_path is None else AutoTokenizer.from_pretrained(student_path)
+        make_student(full, layers).save_pretrained(student_source, safe_serialization=True)
         tokenizer.save_pretrained(student_source)
-        base_model = f"{teacher_dir.name} layers {','.join(map(str, layers))}"
+        base_model = f"{dcfg.student or teacher_dir.name} layers {','.join(map(str, layers))}"
     else:
-        student_source = base_model = dcfg.student
-        tokenizer = AutoTokenizer.from_pretrained(dcfg.student)
+        student_source = base_model = str(student_path)
+        tokenizer = AutoTokenizer.from_pretrained(student_source)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, max_length=max_length))
     shared_vocab = tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
     if not (dcfg.cache_teacher_logits or shared_vocab):
         raise ValueError("a student with another vocabulary needs --distillation.cache_teacher_logits true")
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, max_length, seed=cfg.seed)
-    teacher_data = datamodule if shared_vocab else TextClassificationDataModule(
-        cfg.data, teacher_tokenizer, max_length, seed=cfg.seed)
     module = DistillationModule(student_source, labels, dcfg.alpha, dcfg.temperature, cfg.model.learning_rate,
                                 cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
-    teacher_pad = teacher_tokenizer.pad_token_id or 0
+    predict = text_predictor(teacher, teacher_tokenizer, max_length, cfg.data.eval_batch_size)
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    train, test = datamodule.splits["train"], datamodule.splits["test"]
     if dcfg.cache_teacher_logits:
-        datamodule.setup("fit")
-        teacher_data.setup("fit")
-        log.info("[1/4] caching teacher logits for %d training examples", len(teacher_data.splits["train"]))
-        datamodule.splits["train"].extras["teacher_logits"] = predict_logits(
-            teacher, teacher_data.splits["train"], teacher_pad, cfg.data.eval_batch_size)
+        cache = teacher_cache(cfg.output.runs_dir, artifact)
+        ran = cache.fill(train.texts + test.texts, predict)
+        log.info("[1/4] teacher logits of %d train and test texts: %d computed, the rest from %s",
+                 len(set(train.texts + test.texts)), ran, cache.path)
+        train.extras["teacher_logits"] = cache.lookup(train.texts)
+        teacher_logits: Callable[[Sequence[str]], torch.Tensor] = cache.lookup
     else:
         module.attach_teacher(teacher)
+        teacher_logits = predict
     log.info("[2/4] distilling %s into %s (alpha %.2f, T %.1f)", teacher_dir, base_model, dcfg.alpha,
              dcfg.temperature)
     fitted = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
@@ -159,13 +189,10 @@ def run(cfg: DistillRunConfig) -> Path:
         return models_dir / cfg.output.name
     metrics = fitted.metrics
     log.info("[3/4] testing the teacher on the test split")
-    teacher_data.setup("test")
-    teacher_acc = _accuracy(predict_logits(teacher, teacher_data.splits["test"], teacher_pad,
-                                           cfg.data.eval_batch_size, desc="teacher test"),
-                            teacher_data.splits["test"])
+    teacher_acc = _accuracy(teacher_logits(test.texts), test)
     distillation = {"teacher": artifact.name, "teacher_path": str(teacher_dir.resolve()),
                     "student": dcfg.student or "derived", "alpha": dcfg.alpha, "temperature": dcfg.temperature,
-                    "student_layers": layers if dcfg.student is None else None,
+                    "student_layers": layers,
                     "teacher_test_accuracy": teacher_acc, "student_test_accuracy": metrics["test_accuracy"],
                     "accuracy_retained": metrics["test_accuracy"] / teacher_acc if teacher_acc else 0.0}
     log.info("test accuracy: student %.4f, teacher %.4f (%.1f%% retained)", metrics["test_accuracy"],
