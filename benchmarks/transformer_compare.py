@@ -3,10 +3,14 @@ Experts against the dense model: the three quick recipes, same data, tokens and 
 
     python benchmarks/transformer_compare.py --train [--max-steps 400] [--out runs/compare]   # trains the three
     python benchmarks/transformer_compare.py [--out runs/compare]                             # the report
+    python benchmarks/transformer_compare.py --train --seeds 43 44 --max-steps 200   # + GPT-2 and dense, more seeds
 
 ``--train`` runs lm-quick.yaml (gpt2-quick), transformer-quick.yaml and transformer-moe-quick.yaml one after the
 other (fresh runs; artifacts in <out>/models, runs in <out>/runs, so that a shortened run never takes the place of
-the Makefile's models/gpt2-quick) and records each command's wall time.
+the Makefile's models/gpt2-quick) and records each command's wall time. ``--seeds`` also trains GPT-2 and the dense
+model with other seeds (each into <out>/seed-<n>; the seed changes the initialisation, the document shuffle and so the
+held-out split, both models of a seed sharing it) and reports the dense / GPT-2 perplexity ratio of every seed: the
+gap is within seed-to-seed noise when the t interval of the mean log-ratio over the seeds contains 0.
 """
 
 from __future__ import annotations
@@ -51,22 +55,50 @@ LABELS = {"gpt2-quick": "GPT-2 (transformers)", "transformer-quick": "from scrat
           "transformer-moe-quick": "from scratch, MoE 4x top-2"}
 PROMPT = "It was a cold morning when the ship left the harbour, and the captain"
 WALLS = "walls.json"
+RECIPE_SEED = 42
+"""The seed the recipes name: the runs directly in <out>."""
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+"""Two-sided 95% Student t quantiles by degrees of freedom (seeds - 1)."""
 
 
-def train(out: Path, max_steps: int | None) -> None:
-    """The three recipes one after the other, fresh (an earlier run of the same name is removed first)."""
+def train(out: Path, max_steps: int | None, runs: list[tuple[str, str, str]] = RUNS, seed: int | None = None) -> None:
+    """The recipes one after the other, fresh (an earlier run of the same name is removed first)."""
     walls_path = out / WALLS
     out.mkdir(parents=True, exist_ok=True)
     walls = json.loads(walls_path.read_text()) if walls_path.is_file() else {}
-    for name, verb, recipe in RUNS:
+    for name, verb, recipe in runs:
         shutil.rmtree(out / "runs" / name, ignore_errors=True)
         command = [sys.executable, "-m", "training", verb, "--config", recipe, "--output.models_dir",
                    str(out / "models"), "--output.runs_dir", str(out / "runs")]
         command += ["--trainer.max_steps", str(max_steps)] if max_steps else []
+        command += ["--seed", str(seed)] if seed is not None else []
         started = time.perf_counter()
         subprocess.run(command, check=True)
         walls[name] = {"command": " ".join(["python", *command[1:]]), "wall_s": time.perf_counter() - started}
         walls_path.write_text(json.dumps(walls, indent=2) + "\n")
+
+
+def seed_folder(out: Path, seed: int) -> Path:
+    return out if seed == RECIPE_SEED else out / f"seed-{seed}"
+
+
+def seed_spread(out: Path, seeds: list[int]) -> dict[str, Any]:
+    """Held-out perplexity of GPT-2 and the dense model for each seed (each pair on its seed's split), the per-seed
+    ratio, and the mean log-ratio's t interval over the seeds."""
+    rows = []
+    for seed in seeds:
+        ppl = {name: json.loads((seed_folder(out, seed) / "models" / name / "manifest.json").read_text())
+               ["metrics"]["perplexity"] for name in ("gpt2-quick", "transformer-quick")}
+        rows.append({"seed": seed, "gpt2": ppl["gpt2-quick"], "dense": ppl["transformer-quick"],
+                     "ratio": ppl["transformer-quick"] / ppl["gpt2-quick"]})
+    logs = [math.log(row["ratio"]) for row in rows]
+    mean = statistics.fmean(logs)
+    half = T95[len(logs) - 1] * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else math.inf
+    spread = {name: statistics.stdev([math.log(row[name]) for row in rows]) if len(rows) > 1 else math.nan
+              for name in ("gpt2", "dense")}
+    return {"seeds": rows, "ratio_geomean": math.exp(mean),
+            "ratio_ci95": [math.exp(mean - half), math.exp(mean + half)], "log_ppl_sd_across_seeds": spread,
+            "within_noise": mean - half <= 0.0 <= mean + half}
 
 
 def val_blocks(manifest: dict[str, Any], tokenizer: Any) -> torch.Tensor:
@@ -255,6 +287,15 @@ def table(result: dict[str, Any]) -> str:
         low, high = pair["ppl_ratio_ci95"]
         lines.append(f"\nperplexity ratio {what}: {pair['ppl_ratio']:.3f} (95% interval over the "
                      f"{result['held_out_blocks']} held-out blocks: {low:.3f} .. {high:.3f})")
+    if "seed_spread" in result:
+        spread = result["seed_spread"]
+        lines += ["\n| seed | GPT-2 ppl | dense ppl | dense / GPT-2 |", "|---|---|---|---|"]
+        lines += [f"| {row['seed']} | {row['gpt2']:.1f} | {row['dense']:.1f} | {row['ratio']:.3f} |"
+                  for row in spread["seeds"]]
+        low, high = spread["ratio_ci95"]
+        lines.append(f"\nover {len(spread['seeds'])} seeds: ratio {spread['ratio_geomean']:.3f} (95% t interval "
+                     f"{low:.3f} .. {high:.3f}): {'within' if spread['within_noise'] else 'outside'} "
+                     "seed-to-seed noise")
     return "\n".join(lines)
 
 
@@ -267,12 +308,20 @@ def main() -> None:
     parser.add_argument("--infer-threads", type=int, default=1, help=(
         "threads of each runtime while decoding (1: on a busy 2-core machine torch's 2-thread barriers wait on "
         "descheduled threads and decode 10-20x slower)"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=(
+        f"more seeds for GPT-2 and the dense model (seed {RECIPE_SEED}: the runs in --out), into <out>/seed-<n>"))
     parser.add_argument("--rounds", type=int, default=10, help="timed training steps per model")
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per model and runtime")
     args = parser.parse_args()
+    seeds = [seed for seed in args.seeds or [] if seed != RECIPE_SEED]
     if args.train:
-        train(args.out, args.max_steps)
+        if not (args.out / "models" / RUNS[-1][0] / "manifest.json").is_file() or not seeds:
+            train(args.out, args.max_steps)
+        for seed in seeds:
+            train(seed_folder(args.out, seed), args.max_steps, RUNS[:2], seed)
     result = report(args.out, args.threads, args.infer_threads, args.rounds, args.repeats)
+    if seeds:
+        result["seed_spread"] = seed_spread(args.out, [RECIPE_SEED, *seeds])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "transformer_compare.json").write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
