@@ -9,7 +9,6 @@ the dynamo-exported graph).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
 
 from training.classification.data import load_split
+from training.classification.onnx_classifier import OnnxClassifier, serving_tokenizer
 from training.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -43,27 +43,13 @@ class EvalSplit:
         if list(data.labels) != labels:
             raise ValueError(f"data labels {list(data.labels)} differ from the artifact's {labels}")
         examples = load_split(data, "test")
-        tokenizer = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
-        pad_id = json.loads((hf_dir / "config.json").read_text()).get("pad_token_id")
-        pad_id = pad_id if isinstance(pad_id, int) else 0
-        tokenizer.enable_truncation(max_length=max_length)
-        tokenizer.enable_padding(pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id) or "[PAD]")
-        return cls(tokenizer, [e.text for e in examples], np.array([e.label for e in examples], dtype=np.int64))
+        return cls(serving_tokenizer(hf_dir, max_length), [e.text for e in examples],
+                   np.array([e.label for e in examples], dtype=np.int64))
 
     def predict(self, graph: Path, batch_size: int, threads: int | None) -> npt.NDArray[np.int64]:
-        """Arg-max labels of ``graph`` with ONNX Runtime on the CPU, in split order (batches sorted by length)."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        session = ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
-        order = sorted(range(len(self.texts)), key=lambda i: len(self.texts[i]))
-        predicted = np.empty(len(self.texts), dtype=np.int64)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            encodings = self.tokenizer.encode_batch([self.texts[i] for i in rows])
-            feed = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
-            predicted[rows] = session.run(["logits"], feed)[0].argmax(-1)
-        return predicted
+        """Arg-max labels of ``graph`` with ONNX Runtime on the CPU, in split order."""
+        logits = OnnxClassifier(graph, self.tokenizer, threads).logits(self.texts, batch_size)
+        return logits.argmax(-1).astype(np.int64)
 
 
 def macro_f1(labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], classes: int) -> float:

@@ -11,17 +11,15 @@ which the KL penalty keeps in check. ``probability`` = softmax(target) is bounde
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
-from tokenizers import Tokenizer
 
 from contract import TEXT_CLASSIFICATION, open_artifact
+from training.classification.onnx_classifier import OnnxClassifier, serving_tokenizer
 
 KINDS = ("log_odds", "probability")
 
@@ -40,15 +38,8 @@ class SentimentScorer:
         artifact.require(graph)  # listed, so its checksum was verified
         self.name, self.labels, self.graph = artifact.name, artifact.labels, graph
         self.manifest_sha256, self.batch_size = artifact.manifest_sha256, batch_size
-        self.tokenizer = Tokenizer.from_file(str(artifact.hf_dir / "tokenizer.json"))
-        pad = json.loads((artifact.hf_dir / "config.json").read_text()).get("pad_token_id")
-        pad = pad if isinstance(pad, int) else 0
-        self.tokenizer.enable_truncation(max_length=artifact.max_length)
-        self.tokenizer.enable_padding(pad_id=pad, pad_token=self.tokenizer.id_to_token(pad) or "[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(str(artifact.path / graph), options, providers=["CPUExecutionProvider"])
-        self.inputs = [node.name for node in self.session.get_inputs()]
+        self.classifier = OnnxClassifier(artifact.path / graph, serving_tokenizer(artifact.hf_dir, artifact.max_length),
+                                         threads)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "graph": self.graph, "manifest_sha256": self.manifest_sha256}
@@ -60,15 +51,7 @@ class SentimentScorer:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """``[len(texts), labels]`` float64, in batches of ``batch_size``."""
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            encodings = self.tokenizer.encode_batch(list(texts[start:start + self.batch_size]))
-            feed = {"input_ids": np.array([e.ids for e in encodings], np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in encodings], np.int64)}
-            if "token_type_ids" in self.inputs:
-                feed["token_type_ids"] = np.array([e.type_ids for e in encodings], np.int64)
-            out.append(np.asarray(self.session.run(None, {k: feed[k] for k in self.inputs})[0], np.float64))
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+        return self.classifier.logits(texts, self.batch_size)
 
     def scores(self, texts: Sequence[str], target: str, kind: str = "log_odds") -> np.ndarray:
         """The target label's log-odds or probability for each text."""
