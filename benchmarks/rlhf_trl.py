@@ -40,11 +40,10 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from training.config import OutputConfig, PPOConfig, PromptConfig, RewardConfig, SamplingConfig, TrainerConfig
-from training.language_model.corpus import read_tsv_column
 from training.plots import plot_reward_and_kl
-from training.rlhf.evaluation import evaluate, held_out_perplexity
+from training.rlhf.evaluation import evaluate_tuning
 from training.rlhf.policy import load_generator
-from training.rlhf.prompts import read_prompts
+from training.rlhf.prompts import read_prompts, read_sentences
 from training.rlhf.reward import SentimentScorer
 from training.verbs.ppo import PPOOutputConfig
 from training.verbs.ppo import ppo as run_ppo
@@ -128,10 +127,9 @@ def evaluated(model: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, Any]:
     _, eval_prompts = read_prompts(cfg["prompts"], cfg["seed"])
     judge = SentimentScorer(Path(cfg["reward"].judge), cfg["reward"].judge_variant, cfg["reward"].threads)
     scorer = SentimentScorer(Path(cfg["reward"].model), cfg["reward"].variant, cfg["reward"].threads)
-    result = evaluate(model, reference, tokenizer, eval_prompts, judge, cfg["reward"].target, cfg["sampling"],
-                      cfg["seed"] + 1, cfg["ppo"].eval_batch_size, reward_model=scorer)
-    sentences = [text for _, text in read_tsv_column(Path(cfg["prompts"].eval_file), cfg["prompts"].text_column)]
-    result["perplexity_held_out"] = held_out_perplexity(model, tokenizer, sentences)
+    sentences = read_sentences(cfg["prompts"].eval_file, cfg["prompts"].text_column, cfg["seed"])
+    result = evaluate_tuning(model, reference, tokenizer, eval_prompts, judge, scorer, cfg["reward"].target,
+                             cfg["sampling"], cfg["seed"] + 1, cfg["ppo"].eval_batch_size, sentences)
     result.pop("samples")
     return result
 

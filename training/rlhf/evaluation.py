@@ -64,11 +64,11 @@ def evaluate(lm: nn.Module, reference: nn.Module, tokenizer: Any, prompts: Seque
     eos = int(tokenizer.eos_token_id)
     full, continuations = [], []
     kl_sum, ref_nll, tokens = 0.0, 0.0, 0.0
+    temperature = sampling.temperature or 1.0
     for start in range(0, len(prompts), batch_size):
         batch = list(prompts[start:start + batch_size])
         ids, mask = left_pad(tokenizer(batch, add_special_tokens=False)["input_ids"], eos)
         rollout = generate(lm, ids, mask, sampling, eos, generator)
-        temperature = sampling.temperature or 1.0
         logprobs = token_logprobs(response_logits(lm, rollout).float() / temperature, rollout.response_ids)
         ref = reference_logprobs(reference, rollout, temperature)
         valid = rollout.response_mask
@@ -91,3 +91,14 @@ def evaluate(lm: nn.Module, reference: nn.Module, tokenizer: Any, prompts: Seque
         **extra,
         "samples": [{"prompt": p, "continuation": c} for p, c in zip(prompts, continuations, strict=True)],
     }
+
+
+def evaluate_tuning(lm: nn.Module, reference: nn.Module, tokenizer: Any, prompts: Sequence[str],
+                    judge: SentimentScorer, reward_model: SentimentScorer, target: str, sampling: SamplingConfig,
+                    seed: int, batch_size: int, sentences: Sequence[str]) -> dict[str, Any]:
+    """`evaluate` (seeded draws from ``seed``) plus ``perplexity_held_out`` on ``sentences``: what a tuned policy and
+    its base are measured by, in `training ppo` and in the trl comparison alike."""
+    result = evaluate(lm, reference, tokenizer, prompts, judge, target, sampling, seed, batch_size,
+                      reward_model=reward_model)
+    result["perplexity_held_out"] = held_out_perplexity(lm, tokenizer, sentences)
+    return result

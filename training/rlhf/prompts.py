@@ -23,11 +23,16 @@ def prefixes(sentences: list[str], min_words: int, max_words: int, min_sentence_
     return list(out)
 
 
+def read_sentences(path: str, column: str, seed: int) -> list[str]:
+    """Every sentence of a TSV's ``column``, in a seeded order."""
+    return [text for _, text in read_tsv_column(Path(path), column, seed=seed)]
+
+
 def read_prompts(cfg: PromptConfig, seed: int) -> tuple[list[str], list[str]]:
     """(training prompts, held-out evaluation prompts): from ``train_file`` and ``eval_file`` respectively; the
     evaluation set is at most ``eval_prompts`` of its prompts (seeded choice)."""
     def sentences(path: str) -> list[str]:
-        return [text for _, text in read_tsv_column(Path(path), cfg.text_column, seed=seed)]
+        return read_sentences(path, cfg.text_column, seed)
 
     train = prefixes(sentences(cfg.train_file), cfg.min_words, cfg.max_words, cfg.min_sentence_words, seed)
     held_out = prefixes(sentences(cfg.eval_file), cfg.min_words, cfg.max_words, cfg.min_sentence_words, seed + 1)

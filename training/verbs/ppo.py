@@ -20,11 +20,10 @@ from lightning.pytorch.loggers import CSVLogger
 from contract import MANIFEST, publish, staging_dir, write_manifest
 from training.config import OutputConfig, PPOConfig, PromptConfig, RewardConfig, SamplingConfig, TrainerConfig
 from training.export.text_generation import export_lm
-from training.language_model.corpus import read_tsv_column
 from training.plots import plot_reward_and_kl
-from training.rlhf.evaluation import evaluate, held_out_perplexity
+from training.rlhf.evaluation import evaluate_tuning
 from training.rlhf.policy import load_generator
-from training.rlhf.prompts import read_prompts
+from training.rlhf.prompts import read_prompts, read_sentences
 from training.rlhf.reward import Reward, SentimentScorer
 from training.rlhf.tuner import PPOTuner, prompt_loader
 
@@ -76,13 +75,11 @@ def ppo(ppo: PPOConfig | None = None, sampling: SamplingConfig | None = None, pr
     log.info("[1/4] %s; %d training prompts, %d held-out prompts; reward %s/%s (%s of %r); judge %s/%s", base.name,
              len(train_prompts), len(eval_prompts), scorer.name, scorer.graph, reward.kind, reward.target,
              judge.name, judge.graph)
-    sentences = [text for _, text in read_tsv_column(Path(prompts.eval_file), prompts.text_column, seed=seed)]
+    sentences = read_sentences(prompts.eval_file, prompts.text_column, seed)
 
     def judged(model: torch.nn.Module, reference: torch.nn.Module) -> dict[str, Any]:
-        result = evaluate(model, reference, tokenizer, eval_prompts, judge, reward.target, sampling, seed + 1,
-                          ppo.eval_batch_size, reward_model=scorer)
-        result["perplexity_held_out"] = held_out_perplexity(model, tokenizer, sentences)
-        return result
+        return evaluate_tuning(model, reference, tokenizer, eval_prompts, judge, scorer, reward.target, sampling,
+                               seed + 1, ppo.eval_batch_size, sentences)
 
     before = judged(lm, lm)
     log.info("[2/4] before: %s", _summary(before))
