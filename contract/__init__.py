@@ -6,7 +6,16 @@ and readers accept every minor of major `SUPPORTED_MAJOR`.
 """
 
 from contract.hashing import MANIFEST, file_table, sha256_file
-from contract.reading import Artifact, ArtifactError, discover, load_schema, open_artifact, read_manifest, verify_files
+from contract.reading import (
+    Artifact,
+    ArtifactError,
+    discover,
+    is_artifact,
+    load_schema,
+    open_artifact,
+    read_manifest,
+    verify_files,
+)
 from contract.tasks import (
     GENERATION,
     LEGACY_CLASSIFICATION,
@@ -29,6 +38,6 @@ from contract.writing import (
 __all__ = [
     "GENERATION", "LEGACY_CLASSIFICATION", "MANIFEST", "SCHEMA_PATH", "SCHEMA_VERSION", "SENTENCE_EMBEDDING",
     "SUPPORTED_MAJOR", "TASKS", "TEXT_CLASSIFICATION", "Artifact", "ArtifactError", "canonical_task", "discover",
-    "exporter_versions", "file_table", "load_schema", "open_artifact", "publish", "read_manifest",
+    "exporter_versions", "file_table", "is_artifact", "load_schema", "open_artifact", "publish", "read_manifest",
     "sha256_file", "staging_dir", "validate_manifest", "verify_files", "write_manifest",
 ]

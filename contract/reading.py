@@ -76,18 +76,22 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     return schema
 
 
+def is_artifact(path: Path) -> bool:
+    """A visible folder holding manifest.json: a published artifact (staging folders are hidden, ``.tmp-*``, and
+    publishing renames a complete folder into place)."""
+    return path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).is_file()
+
+
 def discover(models_dir: Path) -> list[Path]:
-    """Every artifact folder (a visible sub-folder holding manifest.json), sorted by name."""
+    """Every artifact folder (`is_artifact`), sorted by name."""
     if not models_dir.is_dir():
         log.warning("models dir %s does not exist", models_dir)
         return []
     folders = []
     for path in sorted(models_dir.iterdir()):
-        if not path.is_dir() or path.name.startswith("."):
-            continue
-        if (path / MANIFEST).is_file():
+        if is_artifact(path):
             folders.append(path)
-        else:
+        elif path.is_dir() and not path.name.startswith("."):
             log.warning("skipping %s: no %s", path, MANIFEST)
     return folders
 

@@ -28,6 +28,7 @@ from contract import (
     Artifact,
     ArtifactError,
     discover,
+    is_artifact,
     load_schema,
     open_artifact,
     sha256_file,
@@ -188,15 +189,14 @@ class Registry:
         return fresh, old
 
     def arrived(self) -> list[str]:
-        """Artifact folders of the models dir that are not served yet: unknown, or expected and still building.
-        Only a visible folder holding manifest.json counts; publishing renames a complete folder into place, so
-        such a folder is whole (staging folders are hidden: `.tmp-*`). Failed models are not retried."""
+        """Artifact folders (`contract.is_artifact`: published, so whole) of the models dir that are not served
+        yet: unknown, or expected and still building. Failed models are not retried. Quiet about other folders,
+        unlike `discover`: it runs every poll."""
         if not self.settings.models_dir.is_dir():
             return []
         try:
             return sorted(folder.name for folder in self.settings.models_dir.iterdir()
-                          if not folder.name.startswith(".") and (folder / MANIFEST).is_file()
-                          and self._new(folder.name))
+                          if is_artifact(folder) and self._new(folder.name))
         except OSError as exc:
             log.warning("cannot list the models dir %s: %s", self.settings.models_dir, exc)
             return []
