@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         "auto", description="auto = cuda when available, else cpu; an explicit cuda that is unavailable "
                             "stops the start.")
     torch_dtype: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="Weights/activations dtype of the torch backend; bf16/fp16 need device cuda.")
+        "fp32", description="Weights/activations dtype of the torch runtime: bf16 on cuda or on a CPU with "
+                            "avx512_bf16 or AMX (anywhere else the start fails), fp16 on cuda.")
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1, le=256,
                          description="CPU threads per inference (torch intra-op / ORT intra_op_num_threads); "
                                      "default: the CPUs this process may use.")

@@ -29,14 +29,21 @@ class Runtime(ABC):
         """Whether this runtime can run on a CUDA device here."""
 
     @classmethod
+    def dtypes(cls, device: str) -> tuple[Dtype, ...]:
+        """The dtypes this runtime runs in on ``device`` here."""
+        return ("fp32",)
+
+    @classmethod
     def resolve_device(cls, requested: str, dtype: str) -> str:
         """``auto`` -> cuda when available; an explicit but unavailable cuda (or dtype) is a `DeviceError`."""
         cuda = cls.cuda_available()
         if requested == "cuda" and not cuda:
             raise DeviceError(f"device 'cuda' requested but the {cls.name} runtime has no CUDA device here")
         device = "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
-        if dtype != "fp32" and not (cls.name == "torch" and device == "cuda"):
-            raise DeviceError(f"dtype {dtype!r} needs the torch runtime on cuda (got {cls.name} on {device})")
+        if dtype not in cls.dtypes(device):
+            raise DeviceError(f"dtype {dtype!r} cannot run on the {cls.name} runtime on {device} here (it runs "
+                              f"{', '.join(cls.dtypes(device))}): bf16 needs the torch runtime on cuda or on a CPU "
+                              "with avx512_bf16 or AMX, fp16 the torch runtime on cuda")
         return device
 
     @property

@@ -1,5 +1,6 @@
 """PyTorch: HF models (or other modules saved as config.json + model.safetensors) loaded from an artifact's folder,
-fp32 on CPU, fp32/bf16/fp16 on CUDA.
+fp32/bf16/fp16 on CUDA; fp32 on CPU, and bf16 where the CPU computes it natively (avx512_bf16 or AMX: oneDNN's
+bf16 matmuls; benchmarks/README.md, "Torch runtime on CPU").
 
 The intra-op thread pool is global to the process: it is set once, here. Attention maps need eager attention
 (sdpa returns no weights, and eager measured ~10% slower for inference on CPU), so `eager_view` gives a second
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load_model
 from transformers.utils import logging as hf_logging
 
-from app.runtimes.base import Runtime
+from app.runtimes.base import Dtype, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ class TorchRuntime(Runtime):
     @classmethod
     def cuda_available(cls) -> bool:
         return bool(torch.cuda.is_available())
+
+    @classmethod
+    def dtypes(cls, device: str) -> tuple[Dtype, ...]:
+        if device == "cuda":
+            return ("fp32", "bf16", "fp16")
+        return ("fp32", "bf16") if cpu_computes_bf16() else ("fp32",)
 
     def load(self, auto_class: Any, folder: Path) -> Any:
         """``auto_class.from_pretrained(folder)`` (safetensors only, local files only) on the device, in eval
@@ -78,3 +85,9 @@ class TorchRuntime(Runtime):
 
     def _info(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "torch": torch.__version__}
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (avx512_bf16 or AMX tiles); without them bf16 is emulated and slower
+    than fp32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.runtimes import DeviceError, runtime_class
+from app.runtimes import torch as torch_runtime
 from app.tasks.classification import Classifier as Backend
 from app.tasks.classification.model import to_predictions
 from app.tasks.text import TextEncoder, softmax
@@ -85,11 +87,14 @@ def test_classify_before_load(artifact: Artifact) -> None:
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     engine = runtime_class(kind)
     monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: False))
+    monkeypatch.setattr(torch_runtime, "cpu_computes_bf16", lambda: False)
     assert engine.resolve_device("auto", "fp32") == "cpu"
     assert engine.resolve_device("cpu", "fp32") == "cpu"
     with pytest.raises(DeviceError, match="'cuda' requested"):
         engine.resolve_device("cuda", "fp32")
-    with pytest.raises(DeviceError, match="needs the torch runtime on cuda"):
+    with pytest.raises(DeviceError, match=re.escape(f"'bf16' cannot run on the {kind} runtime on cpu here (it runs "
+                                                    "fp32): bf16 needs the torch runtime on cuda or on a CPU with "
+                                                    "avx512_bf16")):
         engine.resolve_device("cpu", "bf16")
     monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
     assert engine.resolve_device("auto", "fp32") == "cuda"
@@ -101,8 +106,32 @@ def test_dtype_allowed_only_for_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) -
     for engine in (torch_engine, onnx_engine):
         monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: True))
     assert torch_engine.resolve_device("auto", "bf16") == "cuda"
+    assert torch_engine.resolve_device("cuda", "fp16") == "cuda"
     with pytest.raises(DeviceError):
         onnx_engine.resolve_device("cuda", "fp16")
+
+
+def test_torch_bf16_on_a_cpu_only_where_it_computes_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, onnx_engine = runtime_class("torch"), runtime_class("onnx")
+    monkeypatch.setattr(engine, "cuda_available", classmethod(lambda cls: False))
+    monkeypatch.setattr(onnx_engine, "cuda_available", classmethod(lambda cls: False))
+    monkeypatch.setattr(torch_runtime, "cpu_computes_bf16", lambda: True)
+    assert engine.dtypes("cpu") == ("fp32", "bf16")
+    assert engine.resolve_device("auto", "bf16") == engine.resolve_device("cpu", "bf16") == "cpu"
+    refused = "'fp16' cannot run on the torch runtime on cpu here (it runs fp32, bf16)"
+    with pytest.raises(DeviceError, match=re.escape(refused)):
+        engine.resolve_device("cpu", "fp16")
+    with pytest.raises(DeviceError, match="'bf16' cannot run on the onnx runtime"):
+        onnx_engine.resolve_device("cpu", "bf16")
+    monkeypatch.setattr(torch_runtime, "cpu_computes_bf16", lambda: False)
+    assert engine.dtypes("cpu") == ("fp32",)
+
+
+def test_cpu_computes_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    for avx512_bf16, amx, expected in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value)
+        assert torch_runtime.cpu_computes_bf16() is expected
 
 
 def test_unknown_runtime() -> None:
