@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,17 @@ def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataMo
                  run_dir: Path, resume: bool) -> Fitted:
     """Fit a classifier (resuming when asked), keep the final state as last.ckpt, test the best checkpoint.
 
-    The test metrics are also written to run_dir/test_metrics.json (by global rank 0).
+    The test metrics (and the fit's wall seconds) are also written to run_dir/test_metrics.json (by global rank 0).
     """
     fitter = make_trainer(cfg, run_dir)
+    start = time.perf_counter()
     fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
+    fit_seconds = time.perf_counter() - start  # this process's fit (after a resume: only the resumed part)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
     log.info("evaluating the best checkpoint on the test split")
     results = fitter.test(module, datamodule=datamodule, ckpt_path=best_checkpoint(fitter) or None, verbose=False,
                           weights_only=True)[0]
     metrics = {"test_accuracy": float(results["test_acc"]), "test_f1": float(results["test_f1"]),
                "test_loss": float(results["test_loss"]), "split_sizes": datamodule.split_sizes(),
-               "global_step": int(fitter.global_step)}
+               "global_step": int(fitter.global_step), "fit_seconds": round(fit_seconds, 1)}
     return finish(fitter, module, cfg, run_dir, metrics)

@@ -20,6 +20,7 @@ from training.classification.knowledge_distillation import (
     distillation_loss,
     make_student,
 )
+from training.verbs.distill import predict_logits
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,16 @@ def test_fit_trains_the_student_and_leaves_the_teacher_untouched(teacher_dir: Pa
     assert not teacher.training
     assert all(torch.equal(before_teacher[k], v) for k, v in teacher.state_dict().items())
     assert any(not torch.equal(before_student[k], v) for k, v in module.model.state_dict().items())
+
+
+def test_teacher_logits_under_bf16_autocast_are_close_to_fp32_and_in_dataset_order(teacher: torch.nn.Module) -> None:
+    ids = [[2, 5, 6, 7, 3], [2, 8, 3], [2, 9, 10, 11, 12, 13, 3]]
+    dataset = EncodedDataset(ids, [1, 0, 1])
+    fp32 = predict_logits(teacher, dataset, 0, batch_size=2)
+    bf16 = predict_logits(teacher, dataset, 0, batch_size=2, bf16=True)
+    assert fp32.dtype == bf16.dtype == torch.float32
+    with torch.no_grad():  # row i is example i, whatever the length-sorted batching did
+        alone = teacher(input_ids=torch.tensor([ids[2]])).logits[0]
+    torch.testing.assert_close(fp32[2], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fp32, bf16)  # autocast did run in bf16
+    torch.testing.assert_close(bf16, fp32, atol=0.1, rtol=0.05)

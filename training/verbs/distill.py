@@ -92,14 +92,16 @@ def load_teacher(path: Path) -> tuple[nn.Module, Any, Artifact]:
     return teacher.eval().requires_grad_(False), AutoTokenizer.from_pretrained(artifact.hf_dir), artifact
 
 
-def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch_size: int) -> torch.Tensor:
-    """Logits for every example in dataset order: eval mode, no_grad, batches sorted by length."""
+def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch_size: int,
+                   bf16: bool = False) -> torch.Tensor:
+    """Logits for every example in dataset order: eval mode, no_grad, batches sorted by length; under bf16
+    autocast when ``bf16`` (as the student trains in bf16-mixed)."""
     order = sorted(range(len(dataset)), key=lambda i: len(dataset.input_ids[i]))
     collate = pad_collate(pad_id)
     device = next(model.parameters()).device
     model.eval()
     rows: list[torch.Tensor] = []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch"):
             batch = collate([dataset[i] for i in order[start:start + batch_size]])
             rows.append(model(input_ids=batch["input_ids"].to(device),
@@ -109,13 +111,13 @@ def predict_logits(model: nn.Module, dataset: EncodedDataset, pad_id: int, batch
     return logits
 
 
-def text_predictor(model: nn.Module, tokenizer: Any, max_length: int,
-                   batch_size: int) -> Callable[[Sequence[str]], torch.Tensor]:
+def text_predictor(model: nn.Module, tokenizer: Any, max_length: int, batch_size: int,
+                   bf16: bool = False) -> Callable[[Sequence[str]], torch.Tensor]:
     """texts -> the model's logits [n, labels], each text tokenised as the model was trained (truncated to
-    max_length)."""
+    max_length), under bf16 autocast when ``bf16``."""
     def predict(texts: Sequence[str]) -> torch.Tensor:
         return predict_logits(model, encode(tokenizer, texts, [0] * len(texts), max_length),
-                              tokenizer.pad_token_id or 0, batch_size)
+                              tokenizer.pad_token_id or 0, batch_size, bf16)
 
     return predict
 
@@ -168,7 +170,8 @@ def run(cfg: DistillRunConfig) -> Path:
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, max_length, seed=cfg.seed)
     module = DistillationModule(student_source, labels, dcfg.alpha, dcfg.temperature, cfg.model.learning_rate,
                                 cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
-    predict = text_predictor(teacher, teacher_tokenizer, max_length, cfg.data.eval_batch_size)
+    predict = text_predictor(teacher, teacher_tokenizer, max_length, cfg.data.eval_batch_size,
+                             bf16=str(cfg.trainer.precision).startswith("bf16"))
     datamodule.setup("fit")
     datamodule.setup("test")
     train, test = datamodule.splits["train"], datamodule.splits["test"]
