@@ -128,22 +128,26 @@ async def concurrent_streams(url: str, bodies: list[dict[str, Any]], concurrency
             **ttft_ms(ttfts), "errors": len(results) - len(ok)}
 
 
-def serve_rows(args: argparse.Namespace, name: str, backend: str, prompts: list[str]) -> list[dict[str, Any]]:
-    port = free_port()
+def serve_rows(args: argparse.Namespace, name: str, backend: str, prompts: list[str],
+               dtype: str = "fp32") -> list[dict[str, Any]]:
+    """The server's rows for one backend (torch: in ``dtype``, APP_TORCH_DTYPE) at each concurrency."""
+    port, label = free_port(), backend if dtype == "fp32" else f"{backend}-{dtype}"
     bodies = [{"prompt": p, "max_new_tokens": args.new_tokens, "temperature": 0, "stream": True, "model": name}
               for p in prompts]
     with linked_models(args.models_dir, [name]) as models:
-        env = app_env(models, port, backend, args.threads, {"APP_REQUEST_TIMEOUT_S": "3600", **args.server_env})
-        with serve(f"app-{backend}-{name}", app_argv(), env, port, "/health/ready") as server:
+        extra = {"APP_REQUEST_TIMEOUT_S": "3600", **({"APP_TORCH_DTYPE": dtype} if backend == "torch" else {}),
+                 **args.server_env}
+        env = app_env(models, port, backend, args.threads, extra)
+        with serve(f"app-{label}-{name}", app_argv(), env, port, "/health/ready") as server:
             asyncio.run(concurrent_streams(server.url, [{**bodies[0], "max_new_tokens": 4}], 1))
             rows = []
             for concurrency in args.concurrency:
-                print(f"  {name} {backend}: {len(bodies)} streams, c={concurrency}", flush=True)
+                print(f"  {name} {label}: {len(bodies)} streams, c={concurrency}", flush=True)
                 stats = asyncio.run(concurrent_streams(server.url, bodies, concurrency))
-                rows.append({"model": name, "mode": f"server {backend} c={concurrency}", "backend": backend,
-                             "concurrency": concurrency, **stats, "rss_peak_bytes": server.rss.peak})
+                rows.append({"model": name, "mode": f"server {label} c={concurrency}", "backend": backend,
+                             "dtype": dtype, "concurrency": concurrency, **stats, "rss_peak_bytes": server.rss.peak})
             if args.profile:
-                out = args.out / f"generation_load-profile-{backend}-{name}.svg"
+                out = args.out / f"generation_load-profile-{label}-{name}.svg"
                 spy = py_spy(server.process.pid, rows[-1]["wall_s"], out)
                 asyncio.run(concurrent_streams(server.url, bodies, max(args.concurrency)))
                 spy.wait(timeout=rows[-1]["wall_s"] + 120)
@@ -169,6 +173,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--backends", nargs="+", default=["onnx"], help="APP_BACKEND of the server runs")
+    parser.add_argument("--torch-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+                        help="the torch backend's server rows once per APP_TORCH_DTYPE (bf16: a GPU or a CPU with "
+                             "avx512_bf16/AMX)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--profile", action="store_true",
@@ -186,7 +193,8 @@ def main() -> None:
         model_rows = [{"model": name, "mode": "sequential HF generate", "backend": "torch", "concurrency": 1,
                        **base}]
         for backend in args.backends:
-            model_rows += serve_rows(args, name, backend, prompts)
+            for dtype in args.torch_dtypes if backend == "torch" else ["fp32"]:
+                model_rows += serve_rows(args, name, backend, prompts, dtype)
         rows += [r | {"vs_sequential": r["tokens_per_s"] / base["tokens_per_s"]} for r in model_rows]
     top = max(args.concurrency)
     checks = [f"- {r['model']} {r['mode']}: {r['vs_sequential']:.2f}x sequential tokens/s (target >= 4x): "

@@ -59,8 +59,9 @@ class Config:
     accuracy: float | None
 
 
-def plan(models_dir: Path, teacher: str, student: str) -> tuple[list[Config], list[str]]:
-    """Every row this models dir allows, and a note for each one skipped."""
+def plan(models_dir: Path, teacher: str, student: str,
+         torch_dtypes: tuple[str, ...] = ("fp32",)) -> tuple[list[Config], list[str]]:
+    """Every row this models dir allows, and a note for each one skipped; the torch teacher once per dtype."""
     configs, notes = [], []
     for role, name in (("teacher", teacher), ("student", student)):
         path = models_dir / name / "manifest.json"
@@ -71,7 +72,8 @@ def plan(models_dir: Path, teacher: str, student: str) -> tuple[list[Config], li
         accuracy = manifest.get("metrics", {}).get("test_accuracy")
         if role == "teacher":
             configs += [Config(kind, role, name, name, "torch", "fp32", accuracy) for kind in BASELINE_SCRIPTS]
-            configs.append(Config(f"app-torch-{role}", role, name, name, "torch", "fp32", accuracy))
+            configs += [Config(f"app-torch-{role}" if dtype == "fp32" else f"app-torch-{dtype}-{role}", role, name,
+                               name, "torch", dtype, accuracy) for dtype in torch_dtypes]
         configs.append(Config(f"app-onnx-{role}", role, name, name, "onnx", "fp32", accuracy))
         has_int8, int8_acc = int8_accuracy(manifest)
         if has_int8:
@@ -99,7 +101,10 @@ def start(config: Config, args: argparse.Namespace, models: Path | None) -> Abst
             argv += ["--workers", str(workers)]
         return serve(config.config, argv, {"TOKENIZERS_PARALLELISM": "false"}, port, "/health")
     assert models is not None
-    return serve(config.config, app_argv(), server_env(models, port, config.backend, args), port, "/health/ready")
+    env = server_env(models, port, config.backend, args)
+    if config.backend == "torch" and "APP_TORCH_DTYPE" not in args.server_env:
+        env["APP_TORCH_DTYPE"] = config.precision
+    return serve(config.config, app_argv(), env, port, "/health/ready")
 
 
 def server_env(models: Path, port: int, backend: str, args: argparse.Namespace) -> dict[str, str]:
@@ -186,6 +191,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--litserve-workers", type=int, default=1,
                         help="LitServe inference workers (workers_per_device), the threads divided among them")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for every server")
+    parser.add_argument("--torch-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+                        help="a torch teacher row per APP_TORCH_DTYPE (bf16: a GPU or a CPU with avx512_bf16/AMX); "
+                             "its accuracy column is the fp32 manifest's")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra environment of `python -m app` (e.g. APP_TORCH_DTYPE=bf16)")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -205,7 +213,7 @@ def main() -> None:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     texts = sentences(args.data, args.sentences)
-    configs, notes = plan(args.models_dir, args.teacher, args.student)
+    configs, notes = plan(args.models_dir, args.teacher, args.student, tuple(args.torch_dtypes))
     rows: list[dict[str, Any]] = []
     for config in (c for c in configs if not args.configs or c.config in args.configs):
         print(f"==> {config.config} ({config.served_as}, {config.backend} {config.precision})", flush=True)
