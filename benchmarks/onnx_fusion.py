@@ -2,6 +2,7 @@
 accuracy, and where the time goes.
 
     flock /tmp/cpu-measure.lock nice -n 0 python benchmarks/onnx_fusion.py --threads 2
+    python benchmarks/onnx_fusion.py --models sentiment-minilm sentiment-minilm-student --threads 1
 
 Each artifact's fp32 ``model.onnx`` (the torch dynamo export) is rewritten by two routes into fused graphs (written
 to ``--work``, a temporary folder by default; the artifact is not touched):
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_ROOT / "sst2")
     parser.add_argument("--test-file", default="test.tsv")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="only these artifacts of --models-dir (default: every text-classification artifact)")
     parser.add_argument("--routes", nargs="+", choices=list(ROUTES), default=list(ROUTES))
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads, the same for every graph")
     parser.add_argument("--warmup", type=int, default=10)
@@ -243,7 +246,8 @@ def main() -> None:
 
     schema = load_schema()
     artifacts = [open_artifact(folder, schema) for folder in discover(args.models_dir)
-                 if canonical_task(read_manifest(folder, schema)[0]["task"]) == TEXT_CLASSIFICATION]
+                 if canonical_task(read_manifest(folder, schema)[0]["task"]) == TEXT_CLASSIFICATION
+                 and (args.models is None or folder.name in args.models)]
     if not artifacts:
         raise SystemExit(f"no text-classification artifact in {args.models_dir}")
     result: dict[str, Any] = {"threads": args.threads, "warmup": args.warmup, "runs": args.runs,
