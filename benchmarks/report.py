@@ -1,9 +1,10 @@
 """Pure helpers of the benchmarks: manifest and `time -v` reading, ratios against the baselines, target checks,
-markdown tables, charts."""
+markdown tables, charts, agreement of greedy continuations."""
 
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,23 @@ def grouped_bars(rows: Sequence[dict[str, Any]], panels: Sequence[tuple[str, str
     fig.tight_layout(rect=(0, 0.04 + 0.06 * -(-len(names) // columns), 1, 1))
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens two sequences share before their first difference."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def greedy_agreement(reference: Sequence[Sequence[int]], other: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Agreement of two sets of greedy continuations of the same prompts: the tokens identical before the first
+    difference over the longer of each pair (a shorter or longer continuation counts as disagreement), the
+    continuations identical throughout, and the median position of the first difference (among those that
+    differ; None when none does)."""
+    if len(reference) != len(other):
+        raise ValueError(f"{len(reference)} reference continuations, {len(other)} others")
+    shared = [common_prefix(a, b) for a, b in zip(reference, other, strict=True)]
+    longest = sum(max(len(a), len(b)) for a, b in zip(reference, other, strict=True))
+    differing = sorted(s for s, a, b in zip(shared, reference, other, strict=True) if list(a) != list(b))
+    return {"tokens_identical": sum(shared) / longest if longest else 1.0,
+            "continuations_identical": len(reference) - len(differing), "continuations": len(reference),
+            "first_difference_median": statistics.median(differing) if differing else None}
