@@ -11,7 +11,8 @@ no chat template) and the same request everywhere: streaming `POST /v1/completio
 - llama-cpp-python's server (`python -m llama_cpp.server` from its own venv, --llama-python) on the GGUF file
   itself, `--n_threads`/`--n_threads_batch` = --threads, n_batch its default. It runs one request at a time; with
   `--interrupt_requests false` the others wait their turn; its default (true) ends a running stream as soon as
-  another request waits, which is measured too at the highest concurrency ("llama.cpp default").
+  another request waits (cutting the connection), which is measured too at the highest concurrency ("llama.cpp
+  default"): its text up to the cut counts, the stream does not count as finished.
 
 Per server an untimed pass first, one non-streamed request per prompt: the greedy continuations (agreement)
 and `usage.completion_tokens`. Then per concurrency c the prompts split over c clients, each sending its share
@@ -79,16 +80,19 @@ async def one_stream(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[st
         if response.status_code != 200:
             await response.aread()
             return {"ok": False, "text": "", "times": [], "usage": None, "finish_reason": None}
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
-            choice = event["choices"][0]
-            if choice["text"]:
-                times.append(time.perf_counter() - started)
-                text += choice["text"]
-            usage = event.get("usage") or usage
-            finish = choice.get("finish_reason") or finish
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                choice = event["choices"][0]
+                if choice["text"]:
+                    times.append(time.perf_counter() - started)
+                    text += choice["text"]
+                usage = event.get("usage") or usage
+                finish = choice.get("finish_reason") or finish
+        except httpx.RemoteProtocolError:  # llama.cpp's interrupted stream: the connection is cut mid-response
+            finish = None
     return {"ok": True, "text": text, "times": times, "usage": usage, "finish_reason": finish}
 
 
