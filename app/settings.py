@@ -61,6 +61,9 @@ class Settings(BaseSettings):
                               "not say (long_text): truncate = its first tokens; head+tail = its first and last "
                               "tokens (1/4 and 3/4 of the window); chunks = overlapping windows over all of it, their "
                               "logits averaged, weighted by window length.")
+    long_text_strategies: dict[str, LongTextStrategy] = Field(
+        default_factory=dict, description="Per-model defaults that replace long_text_strategy for the models "
+                                          "named, as JSON: {\"sentiment-minilm-student\": \"head+tail\"}.")
     max_attention_tokens: int = Field(
         64, ge=2, le=512, description="Most tokens (special tokens included) of a text sent to /v1/attention; "
                                       "longer texts are rejected with 422 (payloads grow as layers*heads*tokens^2).")

@@ -100,13 +100,14 @@ class Service:
     async def classify(self, model: str | None, texts: Sequence[str], loc: list[str | int], single: bool = False,
                        long_text: LongTextStrategy | None = None) -> tuple[str, list[Prediction]]:
         """One prediction per text from a text-classification model, in input order, each text read as
-        ``long_text`` says (unset: APP_LONG_TEXT_STRATEGY). The texts are tokenised in a worker thread and cut
-        into windows, which share the batcher's model calls with other requests' windows; a text over
-        APP_MAX_TEXT_TOKENS tokens, or texts making more than APP_MAX_REQUEST_WINDOWS windows, are a 422."""
+        ``long_text`` says (unset: the model's APP_LONG_TEXT_STRATEGIES entry, else APP_LONG_TEXT_STRATEGY). The
+        texts are tokenised in a worker thread and cut into windows, which share the batcher's model calls with
+        other requests' windows; a text over APP_MAX_TEXT_TOKENS tokens, or texts making more than
+        APP_MAX_REQUEST_WINDOWS windows, are a 422."""
         check_texts(texts, self.settings, loc, single)
         name, found = self.registry.get(model, TEXT_CLASSIFICATION)
         assert isinstance(found, Classifier)
-        strategy = long_text or self.settings.long_text_strategy
+        strategy = long_text or self.settings.long_text_strategies.get(name, self.settings.long_text_strategy)
         splits = await anyio.to_thread.run_sync(found.split, texts, strategy)
         check_windows([s.tokens for s in splits], sum(len(s.windows) for s in splits), self.settings, loc, single)
         rows = await self.batcher.submit(name, found, [window for s in splits for window in s.windows])

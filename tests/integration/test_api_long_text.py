@@ -92,6 +92,14 @@ def test_the_default_comes_from_the_settings(tiny_artifact: Path) -> None:
         assert classify(client, text=MIXED, long_text="chunks")[0]["strategy"] == "chunks"
 
 
+def test_a_model_named_in_the_settings_has_its_own_default(models: Path) -> None:
+    with serve(models, long_text_strategies={"toy": "truncate"}, max_text_tokens=MAX_TOKENS,
+               max_request_windows=MAX_WINDOWS) as client:
+        assert classify(client, text=MIXED, model="toy")[0]["strategy"] == "truncate"
+        assert classify(client, text=MIXED, model="tiny-sentiment")[0]["strategy"] == "chunks"
+        assert classify(client, text=MIXED, model="toy", long_text="head+tail")[0]["strategy"] == "head+tail"
+
+
 def test_chunks_of_repeated_content_read_as_the_content_once(client: TestClient) -> None:
     long, short = classify(client, texts=["fun " * 99, "fun " * 30])
     assert (long["chunks"], short["chunks"]) == (4, 1)  # 99 tokens: 4 full windows, each the 30 tokens of short

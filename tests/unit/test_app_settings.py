@@ -73,3 +73,12 @@ def test_models_that_land_later_refuse(monkeypatch: pytest.MonkeyPatch, name: st
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=f"{name}="):
         load_settings()
+
+
+def test_per_model_long_text_defaults_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().long_text_strategies == {}
+    monkeypatch.setenv("APP_LONG_TEXT_STRATEGIES", '{"sentiment-minilm-student": "head+tail"}')
+    assert load_settings().long_text_strategies == {"sentiment-minilm-student": "head+tail"}
+    monkeypatch.setenv("APP_LONG_TEXT_STRATEGIES", '{"sentiment-minilm-student": "middle"}')
+    with pytest.raises(SettingsError, match="APP_LONG_TEXT_STRATEGIES"):
+        load_settings()
