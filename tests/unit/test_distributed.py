@@ -104,7 +104,8 @@ def test_each_strategy_overlay_is_read_by_each_training_verb(overlay: Path, verb
     wanted = yaml.safe_load(overlay.read_text())["trainer"]
     assert trainer.strategy == wanted["strategy"] and trainer.accelerator == wanted["accelerator"]
     assert trainer.strategy in StrategyRegistry, f"Lightning has no strategy {trainer.strategy!r}"
-    assert trainer.max_steps == yaml.safe_load(recipe.read_text())["trainer"]["max_steps"]  # the recipe stays
+    budget = yaml.safe_load(recipe.read_text())["trainer"]  # the recipe's training budget stays
+    assert (trainer.max_epochs, trainer.max_steps) == (budget["max_epochs"], budget.get("max_steps", -1))
 
 
 def test_overlays_cover_ddp_fsdp_and_deepspeed() -> None:
