@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import torch
 from report import grouped_bars
-from servers import REPO, app_argv, app_env, free_port, linked_models, machine_info, py_spy, serve
+from servers import REPO, app_argv, app_env, free_port, git_revision, linked_models, machine_info, py_spy, serve
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
 
@@ -138,7 +138,7 @@ def serve_rows(args: argparse.Namespace, name: str, backend: str, prompts: list[
         extra = {"APP_REQUEST_TIMEOUT_S": "3600", **({"APP_TORCH_DTYPE": dtype} if backend == "torch" else {}),
                  **args.server_env}
         env = app_env(models, port, backend, args.threads, extra)
-        with serve(f"app-{label}-{name}", app_argv(), env, port, "/health/ready") as server:
+        with serve(f"app-{label}-{name}", app_argv(), env, port, "/health/ready", cwd=args.app_root) as server:
             asyncio.run(concurrent_streams(server.url, [{**bodies[0], "max_new_tokens": 4}], 1))
             rows = []
             for concurrency in args.concurrency:
@@ -180,6 +180,9 @@ def main() -> None:
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--profile", action="store_true",
                         help="a py-spy flame graph of the server under an extra run at the highest concurrency")
+    parser.add_argument("--app-root", type=Path, default=REPO,
+                        help="the checkout whose `python -m app` serves the server rows (e.g. a `git worktree` of an "
+                             "earlier commit)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -203,7 +206,7 @@ def main() -> None:
     table = (f"{len(prompts)} prompts (SST-2 test sentences), {args.new_tokens} new tokens max, greedy, "
              f"{args.threads} thread(s)\n\n{markdown(rows)}\n\n" + "\n".join(checks))
     result = {"setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "machine": machine_info(), "rows": rows}
+              "machine": machine_info(), "app_revision": git_revision(args.app_root), "rows": rows}
     (args.out / "generation_load.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "generation_load.md").write_text(table + "\n")
     if rows:

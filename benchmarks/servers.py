@@ -122,13 +122,15 @@ def _answers(client: httpx.Client, path: str) -> bool:
 
 @contextmanager
 def serve(name: str, argv: list[str], env: dict[str, str], port: int, ready_path: str,
-          timeout_s: float = 600) -> Iterator[Server]:
-    """Run ``argv`` (listening on ``port``) until the block ends; ready when GET ``ready_path`` is 200."""
+          timeout_s: float = 600, cwd: Path = REPO) -> Iterator[Server]:
+    """Run ``argv`` (listening on ``port``) in ``cwd`` until the block ends; ready when GET ``ready_path`` is 200.
+    `python -m app` run in another checkout's root (``cwd``) serves that checkout's ``app``: the working directory
+    comes first on ``sys.path``."""
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
     with log.open("wb") as sink:
         began = time.perf_counter()
-        process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
     clean = False
     try:
         with httpx.Client(base_url=url, timeout=2) as client:
@@ -182,6 +184,12 @@ def linked_models(models_dir: Path, names: list[str]) -> Iterator[Path]:
         for name in names:
             (Path(tmp) / name).symlink_to((models_dir / name).resolve(), target_is_directory=True)
         yield Path(tmp)
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit checked out in ``root`` (None outside a git checkout), to say which code a server ran."""
+    done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def machine_info() -> dict[str, object]:

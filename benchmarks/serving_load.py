@@ -31,6 +31,7 @@ from servers import (
     app_argv,
     app_env,
     free_port,
+    git_revision,
     linked_models,
     machine_info,
     py_spy,
@@ -104,7 +105,7 @@ def start(config: Config, args: argparse.Namespace, models: Path | None) -> Abst
     env = server_env(models, port, config.backend, args)
     if config.backend == "torch" and "APP_TORCH_DTYPE" not in args.server_env:
         env["APP_TORCH_DTYPE"] = config.precision
-    return serve(config.config, app_argv(), env, port, "/health/ready")
+    return serve(config.config, app_argv(), env, port, "/health/ready", cwd=args.app_root)
 
 
 def server_env(models: Path, port: int, backend: str, args: argparse.Namespace) -> dict[str, str]:
@@ -150,7 +151,7 @@ def memory_row(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     """`python -m app` with every model of --models-dir: RSS ready, then under load on each model, then after."""
     port = free_port()
     env = server_env(args.models_dir.resolve(), port, args.memory_backend, args)
-    with serve("memory", app_argv(), env, port, "/health/ready") as server:
+    with serve("memory", app_argv(), env, port, "/health/ready", cwd=args.app_root) as server:
         models = [m for m in httpx.get(f"{server.url}/v1/models", timeout=30).json()["models"]
                   if m["status"] == "ready"]
         loads = {}
@@ -202,6 +203,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip the every-model memory row")
     parser.add_argument("--profile", action="store_true",
                         help="per row, a py-spy flame graph of the server during an extra run at the top concurrency")
+    parser.add_argument("--app-root", type=Path, default=REPO,
+                        help="the checkout whose `python -m app` serves the app rows (e.g. a `git worktree` of an "
+                             "earlier commit; the baselines and this script stay this checkout's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -250,7 +254,8 @@ def main() -> None:
                   f"ready {memory['rss_ready_bytes'] / 2**20:.0f} MiB, peak {memory['rss_peak_bytes'] / 2**20:.0f} "
                   f"MiB, after load {memory['rss_after_bytes'] / 2**20:.0f} MiB")
     result = {"setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "machine": machine_info(), "sentences": len(texts), "reference_concurrency": reference,
+              "machine": machine_info(), "app_revision": git_revision(args.app_root),
+              "sentences": len(texts), "reference_concurrency": reference,
               "rows": rows, "memory": memory, "targets": checks, "notes": notes}
     (args.out / "serving_load.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "serving_load.md").write_text(table + "\n")
