@@ -19,7 +19,8 @@ its servers one at a time and loads every core):
 Each step writes its own results under `benchmarks/results/round_table/<step>/`; this script reads them and
 writes `benchmarks/results/round_table.{json,md,png}`: classification req/s at the top concurrency with the
 ratios to naive and LitServe, generation tokens/s and TTFT at 1 and 8 streams with the ratios to sequential
-`generate` and to llama.cpp.
+`generate` and to llama.cpp. `--steps` reruns only some steps and reads the others from an earlier run; the
+table then says when each step's results were written.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +48,22 @@ RESULTS = REPO / "benchmarks" / "results"
 BENCH = REPO / "benchmarks"
 
 
-def run_step(name: str, script: str, argv: Sequence[str], out: Path) -> dict[str, Any]:
-    """Run one benchmark script into ``out/name`` and return its JSON results."""
-    folder = out / name
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(BENCH / script), *argv, "--out", str(folder)]
-    print(f"\n==> [{name}] {' '.join(command[1:])}", flush=True)
-    subprocess.run(command, check=True, cwd=REPO)
-    return dict(json.loads((folder / script.replace(".py", ".json")).read_text()))
+STEPS = ("serving-this", "serving-previous", "generation-this", "generation-previous", "llama-cpp")
+
+
+def run_step(name: str, script: str, argv: Sequence[str], out: Path, run: bool) -> dict[str, Any]:
+    """Run one benchmark script into ``out/name`` (``run`` False: read the results an earlier run left there) and
+    return its JSON results, with the time they were written."""
+    folder, results = out / name, out / name / script.replace(".py", ".json")
+    if run:
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(BENCH / script), *argv, "--out", str(folder)]
+        print(f"\n==> [{name}] {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, check=True, cwd=REPO)
+    elif not results.is_file():
+        raise SystemExit(f"step {name} not run (--steps) and no earlier results in {results}")
+    written = datetime.fromtimestamp(results.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return dict(json.loads(results.read_text())) | {"written": written}
 
 
 def classification_rows(this: dict[str, Any], previous: dict[str, Any] | None, last: str) -> list[dict[str, Any]]:
@@ -76,9 +86,11 @@ def _by_concurrency(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]
 
 def generation_rows(this: dict[str, Any], previous: dict[str, Any] | None, llama: dict[str, Any] | None,
                     last: str) -> list[dict[str, Any]]:
-    """One row per server (1 and 8 streams side by side), ratios to this run's sequential `generate` and to
-    llama.cpp at the same number of streams."""
-    sequential = next(r for r in this["rows"] if r["mode"] == "sequential HF generate")
+    """One row per server (1 and 8 streams side by side), ratios to llama.cpp at the same number of streams and
+    to the sequential `generate` measured in the same step (the llama.cpp step's rows: this round's), so that the
+    machine's drift between steps stays out of that ratio."""
+    sequential = {rnd: next((r["tokens_per_s"] for r in result["rows"] if r["mode"] == "sequential HF generate"),
+                            None) for rnd, result in (("this round", this), (last, previous or {"rows": []}))}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for rnd, result in (("this round", this), (last, previous or {"rows": []})):
         for r in result["rows"]:
@@ -97,7 +109,8 @@ def generation_rows(this: dict[str, Any], previous: dict[str, Any] | None, llama
         for c, r in at.items():
             row[f"tokens_per_s_{c}"] = r["tokens_per_s"]
             row[f"ttft_p50_ms_{c}"] = r["ttft_p50_ms"]
-            row[f"vs_sequential_{c}"] = r["tokens_per_s"] / sequential["tokens_per_s"]
+            base = sequential.get(rnd) or sequential["this round"]
+            row[f"vs_sequential_{c}"] = r["tokens_per_s"] / base if base else None
             row[f"vs_llama_cpp_{c}"] = r["tokens_per_s"] / reference[c]["tokens_per_s"] if c in reference else None
         rows.append(row)
     return rows
@@ -143,7 +156,7 @@ def plot(classes: list[dict[str, Any]], gens: list[dict[str, Any]], out: Path) -
         ax.invert_yaxis()
         ax.set_title(title)
         ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle("this round (blue) vs the last round (orange) vs the baselines (grey), one run")
+    fig.suptitle("this round (blue) vs the last round (orange) vs the baselines (grey)")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -164,6 +177,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--steps", nargs="*", choices=STEPS, default=list(STEPS),
+                        help="run only these steps (none: only the table); the others are read from an earlier "
+                             "run's results under <out>/round_table/ (the table says when each step's results were "
+                             "written)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -184,20 +201,24 @@ def main() -> None:
             last = f"last round ({git_revision(previous)})"
             this_load = run_step("serving-this", "serving_load.py", [
                 *load, "--torch-dtypes", *args.torch_dtypes, "--configs", "naive", "litserve", "app-onnx-teacher",
-                "app-torch-teacher", *bf16_configs], steps)
+                "app-torch-teacher", *bf16_configs], steps, "serving-this" in args.steps)
             previous_load = run_step("serving-previous", "serving_load.py", [
-                *load, "--app-root", str(previous), "--configs", "app-onnx-teacher", "app-torch-teacher"], steps)
+                *load, "--app-root", str(previous), "--configs", "app-onnx-teacher", "app-torch-teacher"], steps,
+                "serving-previous" in args.steps)
             this_gen = run_step("generation-this", "generation_load.py", [*gen, "--torch-dtypes", *args.torch_dtypes],
-                                steps)
+                                steps, "generation-this" in args.steps)
             previous_gen = run_step("generation-previous", "generation_load.py", [*gen, "--app-root", str(previous)],
-                                    steps)
+                                    steps, "generation-previous" in args.steps)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(previous)], check=False)
     llama = None
     if args.llama_python:
         llama = run_step("llama-cpp", "llama_cpp.py", [*common, "--llama-python", args.llama_python, "--model",
                                                        args.generator, "--prompts", str(args.prompts), "--new-tokens",
-                                                       str(args.new_tokens), "--threads", str(args.threads)], steps)
+                                                       str(args.new_tokens), "--threads", str(args.threads)], steps,
+                         "llama-cpp" in args.steps)
+    written = {name: result["written"] for name, result in zip(
+        STEPS, (this_load, previous_load, this_gen, previous_gen, llama), strict=True) if result is not None}
     classes = classification_rows(this_load, previous_load, last)
     gens = generation_rows(this_gen, previous_gen, llama, last)
     sequential = [r for r in gens if r["server"] == "sequential HF generate"]
@@ -205,11 +226,11 @@ def main() -> None:
              f"{args.duration:g} s; {args.generator}: {args.prompts} prompts, {args.new_tokens} new tokens, greedy; "
              f"{args.threads} thread(s) per server; this round {git_revision(REPO)}, {last}; sequential `generate` "
              "measured in both generation steps: " + ", ".join(f"{r['tokens_per_s_1']:.1f}" for r in sequential)
-             + " tok/s")
+             + " tok/s; steps written " + ", ".join(f"{k} {v}" for k, v in written.items()))
     table = markdown(classes, gens, setup)
     result = {"setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "machine": machine_info(), "this_revision": git_revision(REPO), "previous_revision": last,
-              "classification": classes, "generation": gens}
+              "steps_written": written, "classification": classes, "generation": gens}
     (args.out / "round_table.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "round_table.md").write_text(table + "\n")
     plot(classes, gens, args.out / "round_table.png")

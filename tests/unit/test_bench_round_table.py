@@ -62,9 +62,10 @@ def test_generation_rows_pair_1_and_8_streams_with_ratios_to_sequential_and_llam
                        ("this round", "/v1/completions ours onnx")}  # llama.cpp's cutting default left out
     onnx = by[("this round", "/v1/generate onnx fp32")]
     assert (onnx["tokens_per_s_1"], onnx["tokens_per_s_8"]) == (40.0, 160.0)
-    assert onnx["vs_sequential_8"] == pytest.approx(8.0)  # against this run's sequential figure, not the last's
+    assert onnx["vs_sequential_8"] == pytest.approx(8.0)
     assert onnx["vs_llama_cpp_1"] == pytest.approx(0.5) and onnx["vs_llama_cpp_8"] == pytest.approx(2.0)
-    assert by[(LAST, "/v1/generate onnx fp32")]["vs_sequential_8"] == pytest.approx(6.0)
+    assert by[(LAST, "/v1/generate onnx fp32")]["vs_sequential_8"] == pytest.approx(120 / 19)  # its own step's
+    assert by[("baseline", "/v1/completions llama.cpp")]["vs_sequential_8"] == pytest.approx(4.0)  # this round's
     table = markdown([], rows, "setup line")
     assert table.startswith("setup line")
     assert "| this round | /v1/generate onnx fp32 | 40.0 | 160.0 | 100 / 12 | 8.00 | 0.50 / 2.00 |" in table
