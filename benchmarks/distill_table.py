@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import onnxruntime as ort
+from report import write_results
 from safetensors import safe_open
 from tqdm import tqdm
 from transformers import AutoTokenizer
@@ -155,12 +156,8 @@ def main() -> None:
         "accuracy": (s["test_accuracy"] or 0.0) / t["test_accuracy"] if t["test_accuracy"] else 0.0,
         **{f"latency_batch_{b}": s["latency"][f"batch_{b}"]["median_ms"] / t["latency"][f"batch_{b}"]["median_ms"]
            for b in BATCHES}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "distill.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (args.out / "distill.md").write_text(table)
+    write_results(args.out, "distill", result, markdown(result))
     plot(result, args.out / "distill.png")
-    print(table)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import torch
-from report import grouped_bars
+from report import grouped_bars, write_results
 from servers import REPO, app_argv, app_env, free_port, git_revision, linked_models, machine_info, py_spy, serve
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
@@ -207,13 +207,11 @@ def main() -> None:
              f"{args.threads} thread(s)\n\n{markdown(rows)}\n\n" + "\n".join(checks))
     result = {"setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "machine": machine_info(), "app_revision": git_revision(args.app_root), "rows": rows}
-    (args.out / "generation_load.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "generation_load.md").write_text(table + "\n")
+    write_results(args.out, "generation_load", result, table)
     if rows:
         grouped_bars(rows, [("tokens_per_s", "aggregate tokens/s", False), ("ttft_p50_ms", "TTFT p50 (ms)", True)],
                      "model", "mode", "generation: concurrent streams vs sequential HF generate",
                      args.out / "generation_load.png")
-    print("\n" + table)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from generation_load import ttft_ms
 from gguf import GGUFReader
-from report import greedy_agreement, grouped_bars
+from report import greedy_agreement, grouped_bars, write_results
 from servers import REPO, Server, app_argv, app_env, free_port, linked_models, machine_info, serve
 from transformers import AutoTokenizer
 
@@ -232,11 +232,9 @@ def main() -> None:
               "machine": machine_info(), "llama_cpp": llama_info, "gguf_tensor_types": gguf_types,
               "prompts": prompts, "rows": rows, "agreement": agreement, "token_count_check": usage_check,
               "continuations": {server: tokenizer.batch_decode(ids) for server, ids in continuations.items()}}
-    (args.out / "llama_cpp.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "llama_cpp.md").write_text(table + "\n")
+    write_results(args.out, "llama_cpp", result, table)
     grouped_bars(rows, [("tokens_per_s", "aggregate tokens/s", False), ("ttft_p50_ms", "TTFT p50 (ms)", True)],
                  "mode", "server", f"{args.model}: this server vs llama.cpp (same GGUF)", args.out / "llama_cpp.png")
-    print("\n" + table)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from distill_table import BATCHES, artifact_facts, measure
+from report import write_results
 
 from app.tasks.classification.long_text import STRATEGIES
 from contract import TEXT_CLASSIFICATION, canonical_task, discover, read_manifest
@@ -111,12 +112,8 @@ def main() -> None:
     long_documents = json.loads(args.long_documents.read_text()) if args.long_documents.is_file() else {}
     result = {"threads": args.threads, "runs": args.runs, "warmup": args.warmup,
               "long_documents": long_documents.get("documents", {}), "rows": rows(facts, latency, long_documents)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "model_table.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (args.out / "model_table.md").write_text(table)
+    write_results(args.out, "model_table", result, markdown(result))
     plot(result, args.out / "model_table.png")
-    print(table)
 
 
 if __name__ == "__main__":

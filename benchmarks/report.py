@@ -1,8 +1,9 @@
 """Pure helpers of the benchmarks: manifest and `time -v` reading, ratios against the baselines, target checks,
-markdown tables, charts, agreement of greedy continuations."""
+markdown tables, charts, result files, agreement of greedy continuations."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections.abc import Sequence
@@ -134,6 +135,14 @@ def grouped_bars(rows: Sequence[dict[str, Any]], panels: Sequence[tuple[str, str
     fig.tight_layout(rect=(0, 0.04 + 0.06 * -(-len(names) // columns), 1, 1))
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def write_results(out: Path, name: str, result: dict[str, Any], table: str) -> None:
+    """Write ``out/<name>.json`` (every figure of the run) and ``out/<name>.md`` (its table), then print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table + "\n")
+    print("\n" + table)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

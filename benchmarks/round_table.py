@@ -40,6 +40,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from report import write_results
 from servers import REPO, git_revision, machine_info
 
 from training.config import DEFAULT_DATA_ROOT
@@ -231,10 +232,8 @@ def main() -> None:
     result = {"setup": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "machine": machine_info(), "this_revision": git_revision(REPO), "previous_revision": last,
               "steps_written": written, "classification": classes, "generation": gens}
-    (args.out / "round_table.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "round_table.md").write_text(table + "\n")
+    write_results(args.out, "round_table", result, table)
     plot(classes, gens, args.out / "round_table.png")
-    print("\n" + table)
 
 
 if __name__ == "__main__":

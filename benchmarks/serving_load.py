@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from report import add_ratios, check_targets, grouped_bars, int8_accuracy, serving_markdown, targets_markdown
+from report import (
+    add_ratios,
+    check_targets,
+    grouped_bars,
+    int8_accuracy,
+    serving_markdown,
+    targets_markdown,
+    write_results,
+)
 from servers import (
     REPO,
     Server,
@@ -257,12 +265,10 @@ def main() -> None:
               "machine": machine_info(), "app_revision": git_revision(args.app_root),
               "sentences": len(texts), "reference_concurrency": reference,
               "rows": rows, "memory": memory, "targets": checks, "notes": notes}
-    (args.out / "serving_load.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "serving_load.md").write_text(table + "\n")
+    write_results(args.out, "serving_load", result, table)
     if rows:
         grouped_bars(rows, [("rps", "req/s", False), ("p99_ms", "p99 latency (ms, log)", True)], "config",
                      "concurrency", "single-text classification under load", args.out / "serving_load.png")
-    print("\n" + table)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Writes benchmarks/results/training_memory.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import GIB, grouped_bars, max_rss_bytes
+from report import GIB, grouped_bars, max_rss_bytes, write_results
 from servers import REPO, RssSampler, machine_info
 
 from training.config import DEFAULT_DATA_ROOT
@@ -104,12 +103,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"step_capped": True, "max_steps": args.max_steps, "threads": args.threads,
               "machine": machine_info(), "rows": rows}
-    (args.out / "training_memory.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "training_memory.md").write_text(table + "\n")
+    write_results(args.out, "training_memory", result, table)
     grouped_bars([r | {"measure": "peak RSS"} for r in rows], [("peak_rss_gib", "peak RSS (GiB)", False)], "recipe",
                  "measure", f"quick recipes, step-capped at {args.max_steps} steps (target <= {TARGET_GIB:g} GiB)",
                  args.out / "training_memory.png")
-    print("\n" + table)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""benchmarks/report.py: ratios against the baselines, target verdicts, manifest and `time -v` reading."""
+"""benchmarks/report.py: ratios against the baselines, target verdicts, manifest and `time -v` reading, result
+files."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from benchmarks.report import (
     max_rss_bytes,
     serving_markdown,
     targets_markdown,
+    write_results,
 )
 
 
@@ -74,3 +78,12 @@ def test_max_rss_reads_a_time_v_report() -> None:
     report = "\tCommand being timed: \"python -m training lm\"\n\tMaximum resident set size (kbytes): 1093280\n"
     assert max_rss_bytes(report) == 1093280 * 1024
     assert max_rss_bytes("Command exited with non-zero status 1\n") is None
+
+
+def test_write_results_writes_the_json_and_the_table_and_prints_the_table(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    result = {"rows": [{"rps": 12.5}], "setup": {"threads": 2}}
+    write_results(tmp_path / "new", "bench", result, "| a |\n|---|")
+    assert json.loads((tmp_path / "new" / "bench.json").read_text()) == result
+    assert (tmp_path / "new" / "bench.md").read_text() == "| a |\n|---|\n"
+    assert capsys.readouterr().out == "\n| a |\n|---|\n"
