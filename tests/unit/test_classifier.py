@@ -58,3 +58,31 @@ def test_frozen_embeddings_are_left_out_of_the_optimiser(tiny_base: Path) -> Non
     params = [p for g in module.configure_optimizers()["optimizer"].param_groups for p in g["params"]]
     assert not embedding.requires_grad
     assert all(p is not embedding for p in params)
+
+
+def test_fused_optimiser_on_cpu_clips_gradients_itself(tiny_base: Path) -> None:
+    module = make(tiny_base)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"], "on CPU the optimiser runs one fused kernel"
+    for param in module.parameters():
+        param.grad = torch.full_like(param, 3.0)
+    module.configure_gradient_clipping(optimizer, 0.5, "norm")
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    assert abs(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item() - 0.5) < 1e-4
+    module.configure_gradient_clipping(optimizer, 1e-3, "value")
+    assert max(g.abs().max().item() for g in grads) <= 1e-3 + 1e-9
+
+
+def test_bf16_mixed_fit_with_clipping_runs_the_fused_optimiser(tiny_base: Path) -> None:
+    import lightning as L
+
+    module = TextClassifier(str(tiny_base), LABELS, learning_rate=1e-3)
+    ids = torch.randint(4, 8, (8, 6))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.arange(8) % 2}] * 4
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", gradient_clip_val=1.0, max_steps=4, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)  # Lightning's own clipping refuses a fused optimiser here
+    assert trainer.global_step == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
