@@ -22,7 +22,6 @@ from contract import LEGACY_CLASSIFICATION, TEXT_CLASSIFICATION, ArtifactError, 
 from tests.conftest import LABELS, WORDS, make_tiny_base, train_toy_classifier
 from training.classification.data import read_examples
 from training.classification.teacher_cache import TeacherLogitsCache
-from training.classification.transfer_set import sentence_variants
 from training.config import DataConfig, ModelConfig, OutputConfig, TrainerConfig
 from training.export.text_classification import export_classifier
 from training.verbs import distill as distill_verb
@@ -198,26 +197,3 @@ def test_teacher_logits_are_kept_by_text_and_a_second_student_reuses_them(
     assert manifest["base_model"] == f"{base} layers 1"
     assert json.loads((again / "hf" / "config.json").read_text())["num_hidden_layers"] == 1
     assert manifest["distillation"]["teacher_test_accuracy"] >= 0.9  # from the cache as well
-
-
-def test_teacher_labelled_variants_of_long_texts_join_the_training_split(
-        teacher_artifact: Path, tiny_base: Path, tiny_data: Path, tmp_path: Path) -> None:
-    train = [ex.text for ex in read_examples(tiny_data / "train.tsv", "sentence", "label", LABELS)]
-    variants = sentence_variants(train, 2, min_words=4, seed=3)
-    assert variants and not set(variants) & set(train)
-    student = run_distill(teacher_artifact, str(tiny_base), tiny_data, tmp_path, "tiny-transfer", 2,
-                          transfer_copies=2, transfer_min_words=4)
-    manifest = json.loads((student / "manifest.json").read_text())
-    assert manifest["metrics"]["split_sizes"]["train"] == len(train) + len(variants)
-    _, _, artifact = load_teacher(teacher_artifact)
-    cache_file = tmp_path / "runs" / "teacher-logits" / f"tiny-teacher-{artifact.manifest_sha256[:16]}.safetensors"
-    assert cache_file.is_file()
-    cache = TeacherLogitsCache(cache_file, artifact.manifest_sha256, len(LABELS))
-    assert cache.lookup(variants).shape == (len(variants), len(LABELS))
-
-
-def test_transfer_variants_need_the_logits_cache(teacher_artifact: Path, tiny_base: Path, tiny_data: Path,
-                                                 tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cache_teacher_logits"):
-        run_distill(teacher_artifact, str(tiny_base), tiny_data, tmp_path, "tiny-transfer", 2, transfer_copies=1,
-                    cache_teacher_logits=False)

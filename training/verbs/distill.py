@@ -22,7 +22,6 @@ from training.classification.data import EncodedDataset, TextClassificationDataM
 from training.classification.knowledge_distillation import DistillationModule, default_layers, make_student
 from training.classification.pretrained import resolve_model
 from training.classification.teacher_cache import TeacherLogitsCache
-from training.classification.transfer_set import sentence_variants
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
 from training.distributed import launch_rank
 from training.export.text_classification import export_classifier
@@ -49,11 +48,6 @@ class DistillConfig:
     """Run the teacher once per text (train and test splits) before training, its logits kept by text in
     <runs_dir>/teacher-logits/<teacher>-<manifest sha256>.safetensors: any later student of the same teacher reuses
     them. False = run the teacher at every step (the student must share its vocabulary)."""
-    transfer_copies: int = 0
-    """Unlabelled variants of each training text of at least transfer_min_words words (words dropped or swapped:
-    training/classification/transfer_set.py) added to the training split, the teacher's logits their soft target
-    and its argmax their label; needs cache_teacher_logits. 0 = none."""
-    transfer_min_words: int = 15
 
 
 @dataclass
@@ -173,8 +167,6 @@ def run(cfg: DistillRunConfig) -> Path:
     shared_vocab = tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
     if not (dcfg.cache_teacher_logits or shared_vocab):
         raise ValueError("a student with another vocabulary needs --distillation.cache_teacher_logits true")
-    if dcfg.transfer_copies and not dcfg.cache_teacher_logits:
-        raise ValueError("--distillation.transfer_copies needs --distillation.cache_teacher_logits true")
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, max_length, seed=cfg.seed)
     module = DistillationModule(student_source, labels, dcfg.alpha, dcfg.temperature, cfg.model.learning_rate,
                                 cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
@@ -185,16 +177,9 @@ def run(cfg: DistillRunConfig) -> Path:
     train, test = datamodule.splits["train"], datamodule.splits["test"]
     if dcfg.cache_teacher_logits:
         cache = teacher_cache(cfg.output.runs_dir, artifact)
-        transfer = sentence_variants(train.texts, dcfg.transfer_copies, dcfg.transfer_min_words, seed=cfg.seed)
-        ran = cache.fill(train.texts + test.texts + transfer, predict)
-        log.info("[1/4] teacher logits of %d train, test and transfer texts: %d computed, the rest from %s",
-                 len(set(train.texts + test.texts + transfer)), ran, cache.path)
-        if transfer:
-            more = encode(tokenizer, transfer, cache.lookup(transfer).argmax(-1).tolist(), max_length)
-            train = datamodule.splits["train"] = EncodedDataset(train.input_ids + more.input_ids,
-                                                                train.labels + more.labels, train.texts + transfer)
-            log.info("training on %d texts, %d of them teacher-labelled variants of long ones", len(train),
-                     len(transfer))
+        ran = cache.fill(train.texts + test.texts, predict)
+        log.info("[1/4] teacher logits of %d train and test texts: %d computed, the rest from %s",
+                 len(set(train.texts + test.texts)), ran, cache.path)
         train.extras["teacher_logits"] = cache.lookup(train.texts)
         teacher_logits: Callable[[Sequence[str]], torch.Tensor] = cache.lookup
     else:
