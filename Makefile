@@ -106,8 +106,7 @@ serve: install
 # or on the cluster at RAY_ADDRESS (e.g. ray://head:10001); more flags in RAY_ARGS (--min-replicas, --num-gpus, ...).
 REPLICAS ?= 2
 RAY_ARGS ?=
-serve-ray: models
-	@$(BIN)/python -c "import ray.serve" 2>/dev/null || $(INSTALL) -e ".[$(EXTRAS),dev,ray]"
+serve-ray: models $(VENV)/.installed-ray
 	@echo "==> [serve-ray] $(REPLICAS) replicas of the API on Ray Serve (:8000; Ctrl-C stops them)"
 	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app.serve_ray --replicas $(REPLICAS) $(RAY_ARGS)
 
@@ -118,7 +117,8 @@ lint: install
 	$(BIN)/mypy app contract transformer
 	$(BIN)/lint-imports
 
-# The test suite also runs the Ray Serve e2e test: the optional `ray` extra is installed for it (not for `make run`).
+# The test suite also runs the Ray Serve e2e test: the optional `ray` extra is installed for it and for `make serve-ray`
+# (not for `make run`).
 pytest: install $(VENV)/.installed-ray
 	$(BIN)/python -m pytest
 

@@ -81,11 +81,10 @@ class TextClassifier(L.LightningModule):
         if not optimizer.defaults.get("fused"):
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         elif gradient_clip_val:
-            params = [p for p in self.parameters() if p.grad is not None]
-            if gradient_clip_algorithm == "value":
-                nn.utils.clip_grad_value_(params, gradient_clip_val)
+            if gradient_clip_algorithm == "value":  # both skip parameters without a gradient (frozen ones)
+                nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
             else:
-                nn.utils.clip_grad_norm_(params, gradient_clip_val)
+                nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
