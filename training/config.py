@@ -46,6 +46,8 @@ class ModelConfig:
     warmup_ratio: float = 0.06
     freeze_embeddings: bool = False
     """Skip gradients for the word embeddings (faster steps on CPU)."""
+    frozen_layers: int = 0
+    """Freeze every embedding and the lowest this many encoder layers (no backward pass through them)."""
 
 
 @dataclass

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from tests.conftest import LABELS
@@ -58,6 +59,24 @@ def test_frozen_embeddings_are_left_out_of_the_optimiser(tiny_base: Path) -> Non
     params = [p for g in module.configure_optimizers()["optimizer"].param_groups for p in g["params"]]
     assert not embedding.requires_grad
     assert all(p is not embedding for p in params)
+
+
+def test_frozen_layers_get_no_gradient_and_the_layers_above_do(tiny_base: Path) -> None:
+    module = make(tiny_base, frozen_layers=1)
+    base = module.model.base_model
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    module(ids, torch.ones_like(ids)).sum().backward()
+    frozen = [*base.embeddings.parameters(), *base.encoder.layer[0].parameters()]
+    assert all(not p.requires_grad and p.grad is None for p in frozen)
+    assert all(p.grad is not None for p in base.encoder.layer[1].parameters())
+    params = {id(p) for g in module.configure_optimizers()["optimizer"].param_groups for p in g["params"]}
+    assert params.isdisjoint(id(p) for p in frozen) and len(params) > 0
+
+
+def test_freezing_more_layers_than_the_encoder_has_is_refused(tiny_base: Path) -> None:
+    layers = len(make(tiny_base).model.base_model.encoder.layer)
+    with pytest.raises(ValueError, match=f"cannot freeze {layers + 1} layers.*{layers} encoder layers"):
+        make(tiny_base, frozen_layers=layers + 1)
 
 
 def test_fused_optimiser_on_cpu_clips_gradients_itself(tiny_base: Path) -> None:

@@ -25,16 +25,33 @@ def build_classifier(base_model: str, labels: list[str], attn_implementation: st
     return model.train()  # from_pretrained returns eval mode: dropout would be off
 
 
+def freeze_lower_layers(model: nn.Module, count: int) -> None:
+    """Freeze the embeddings and the lowest ``count`` encoder layers: the backward pass stops above them, so a step
+    costs less (2 of MiniLM-L6's 6 layers: 0.83x the fit time on 2 cores)."""
+    if count <= 0:
+        return
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList) or count > len(layers):
+        have = f"{len(layers)} encoder layers" if isinstance(layers, nn.ModuleList) else "no encoder.layer list"
+        raise ValueError(f"cannot freeze {count} layers of {type(model).__name__}: it has {have}")
+    base.embeddings.requires_grad_(False)
+    for layer in layers[:count]:
+        layer.requires_grad_(False)
+
+
 class TextClassifier(L.LightningModule):
     """Cross-entropy over ``labels``; logs loss, accuracy and macro F1 on validation and test."""
 
     def __init__(self, base_model: str, labels: list[str], learning_rate: float = 5e-5,
-                 weight_decay: float = 0.01, warmup_ratio: float = 0.06, freeze_embeddings: bool = False) -> None:
+                 weight_decay: float = 0.01, warmup_ratio: float = 0.06, freeze_embeddings: bool = False,
+                 frozen_layers: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_classifier(base_model, labels)
         if freeze_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
+        freeze_lower_layers(self.model, frozen_layers)
         n = len(labels)
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes=n, average="macro")

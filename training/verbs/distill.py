@@ -169,7 +169,8 @@ def run(cfg: DistillRunConfig) -> Path:
         raise ValueError("a student with another vocabulary needs --distillation.cache_teacher_logits true")
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, max_length, seed=cfg.seed)
     module = DistillationModule(student_source, labels, dcfg.alpha, dcfg.temperature, cfg.model.learning_rate,
-                                cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings)
+                                cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings,
+                                cfg.model.frozen_layers)
     predict = text_predictor(teacher, teacher_tokenizer, max_length, cfg.data.eval_batch_size,
                              bf16=str(cfg.trainer.precision).startswith("bf16"))
     datamodule.setup("fit")
