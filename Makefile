@@ -20,21 +20,16 @@ BUILD_LOG ?= runs/models-build.log
 
 .PHONY: run install install-mpnet models serve serve-ray test lint pytest clean bench
 
-# `make run` serves as soon as the teacher is built; the other models build in the background (output in BUILD_LOG)
-# and the server serves each one as it lands (APP_MODELS_POLL_SECONDS). The build runs two lanes side by side: the
-# trained models one after another (training keeps both cores busy), and the converted ones, whose export is mostly
-# single-threaded Python (SmolLM2's import: 1.0 core of 2), so the second core is not left idle. When the server
-# exits (Ctrl-C included), the background build is stopped: finished models are kept, the next `make run` builds the
-# rest. The build's sub-make is called through BUILD (not $(MAKE) itself), so that `make -n run` only prints it.
-BUILD = $(MAKE) --no-print-directory
-TRAINED   := $(STUDENT) $(GPT2)
-CONVERTED := $(SMOLLM2) $(EMBED)
+# `make run` serves as soon as the teacher is built; the other models build in the background (one at a time, output
+# in BUILD_LOG) and the server serves each one as it lands (APP_MODELS_POLL_SECONDS). When the server exits (Ctrl-C
+# included), the background build is stopped: finished models are kept, the next `make run` builds the rest. The
+# build's sub-make is called through BUILD (not $(MAKE) itself), so that `make -n run` only prints the recipe.
+BUILD = $(MAKE)
 run: SHELL := /bin/bash
 run: install $(SENTIMENT)
 	@mkdir -p $(dir $(BUILD_LOG))
 	@echo "==> [models] building the missing models in the background (log: $(BUILD_LOG))"
-	@set -m; { { $(BUILD) $(TRAINED) & $(BUILD) $(CONVERTED); converted=$$?; wait $$! && ((converted == 0)); } \
-	    </dev/null >$(BUILD_LOG) 2>&1 \
+	@set -m; { $(BUILD) --no-print-directory models </dev/null >$(BUILD_LOG) 2>&1 \
 	    && echo "==> [models] background build done" \
 	    || echo "==> [models] background build failed: see $(BUILD_LOG)"; } & build=$$!; set +m; \
 	stop() { kill -0 -- -$$build 2>/dev/null || return 0; kill -TERM -- -$$build; \
