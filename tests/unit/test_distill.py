@@ -100,6 +100,14 @@ def test_teacher_is_invisible_to_optimiser_and_checkpoint(teacher_dir: Path, tea
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
 
 
+def test_the_student_can_train_with_its_lowest_layers_frozen(teacher: torch.nn.Module, tmp_path: Path) -> None:
+    make_student(teacher, [0, 2]).save_pretrained(tmp_path / "student")
+    module = DistillationModule(str(tmp_path / "student"), LABELS, frozen_layers=1)
+    layers = module.model.base_model.encoder.layer
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[1].parameters())
+
+
 def test_cached_and_live_teacher_logits_give_the_same_loss(teacher_dir: Path, teacher: torch.nn.Module,
                                                            tmp_path: Path) -> None:
     module = module_for(teacher_dir, teacher, tmp_path).eval()
