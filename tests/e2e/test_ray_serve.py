@@ -49,6 +49,20 @@ async def burst(url: str, n: int) -> list[httpx.Response]:
         return await asyncio.gather(*[client.post("/v1/sentiment", json=BODY) for _ in range(n)])
 
 
+async def readiness_of_each_replica(url: str, n: int = 16, rounds: int = 5) -> dict[str, Any]:
+    """/health/ready's body by replica, from rounds of n concurrent probes: one probe at a time can land on the same
+    replica 40 times in a row (the router prefers the replica whose queue length it last saw empty)."""
+    seen: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=n)) as client:
+        for _ in range(rounds):
+            for ready in await asyncio.gather(*[client.get("/health/ready") for _ in range(n)]):
+                assert ready.status_code == 200, ready.text
+                seen[ready.headers["x-replica"]] = ready.json()
+            if len(seen) == 2:
+                break
+    return seen
+
+
 def test_the_config_is_a_valid_serve_config() -> None:
     from ray.serve.schema import ServeDeploySchema
 
@@ -73,14 +87,7 @@ def test_replicas_share_concurrent_requests_and_each_loaded_the_models(ray_serve
     served = Counter(r.headers["x-replica"] for r in responses)
     assert len(served) == 2, served  # both replicas answered
     # each replica ran the app's lifespan: its own registry is loaded and warm
-    seen: dict[str, Any] = {}
-    with httpx.Client(base_url=ray_serve, timeout=10) as client:
-        for _ in range(40):
-            ready = client.get("/health/ready")
-            assert ready.status_code == 200, ready.text
-            seen[ready.headers["x-replica"]] = ready.json()
-            if len(seen) == 2:
-                break
+    seen = asyncio.run(readiness_of_each_replica(ray_serve))
     assert set(seen) == set(served)
     assert all(body["models"] == {"tiny-sentiment": "ready"} for body in seen.values()), seen
 
