@@ -50,8 +50,8 @@ async def burst(url: str, n: int) -> list[httpx.Response]:
 
 
 async def readiness_of_each_replica(url: str, n: int = 16, rounds: int = 5) -> dict[str, Any]:
-    """/health/ready's body by replica, from rounds of n concurrent probes: one probe at a time can land on the same
-    replica 40 times in a row (the router prefers the replica whose queue length it last saw empty)."""
+    """/health/ready's body by replica, from rounds of n concurrent probes: one probe at a time landed on the same
+    replica 40 times in a row once (Ray's router is free to keep choosing an idle replica for sequential requests)."""
     seen: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=n)) as client:
         for _ in range(rounds):
