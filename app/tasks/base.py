@@ -6,6 +6,7 @@ Adding a task = a folder under `app/tasks/` with a `TASK` and one line in `app/t
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,9 +58,27 @@ class BatchModel(Model):
     """A model of a ``batch`` task: one call computes one result per row, in order. A row is a text, or what
     the task makes of texts before they are batched (a classifier's windows of token ids)."""
 
-    call_overhead: ClassVar[int] = 64
-    """The fixed cost of one call in units of a row's ``len()`` (characters of a text: 64, about 16 tokens; 32
-    to 128 served SST-2 sentences equally well); the batcher cuts rounds into calls of least padded work."""
+    call_overhead: int = 64
+    """The fixed cost of one call in units of a row's ``len()``; the batcher cuts rounds into calls of least padded
+    work. A guess until `measure_call_overhead` (at warm-up) times it: it differs by runtime and dtype (SST-2
+    sentences on MiniLM-L6: about 16 tokens on ONNX Runtime fp32, over 100 on torch bf16)."""
+
+    def measure_call_overhead(self, row: Any, size: int = 16, repeats: int = 3,
+                              clock: Callable[[], float] = time.perf_counter) -> int:
+        """Sets `call_overhead` from timed calls of one ``row`` and of ``size`` copies of it (the fastest of
+        ``repeats`` each): a call's time less ``size`` rows' time, in units of ``len(row)``, within 1..4096."""
+        def fastest(rows: list[Any]) -> float:
+            times = []
+            for _ in range(repeats):
+                began = clock()
+                self.predict(rows)
+                times.append(clock() - began)
+            return min(times)
+
+        one, many = fastest([row]), fastest([row] * size)
+        per_row = max((many - one) / (size - 1), 1e-9)
+        self.call_overhead = max(1, min(round(max(one - per_row, 0.0) / per_row * len(row)), 4096))
+        return self.call_overhead
 
     @abstractmethod
     def predict(self, rows: Sequence[Any]) -> list[Any]: ...

@@ -64,6 +64,8 @@ def test_info(backend: Backend) -> None:
         assert info["providers"] == ["CPUExecutionProvider"]
     else:
         assert info["dtype"] == "fp32"
+    assert info["call_overhead"] == backend.call_overhead  # measured by warmup()
+    assert 1 <= backend.call_overhead <= 4096
 
 
 def test_torch_and_onnx_agree(artifact: Artifact) -> None:

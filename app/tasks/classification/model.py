@@ -57,7 +57,7 @@ class Classifier(BatchModel):
     """Rows of its batched calls are windows: token ids, special tokens included (`split` makes them)."""
 
     capabilities = ("attention",)
-    call_overhead = 16  # tokens, the 64 characters of a text row
+    call_overhead = 16  # tokens; measured at warm-up
 
     def __init__(self, artifact: Artifact, runtime: Runtime) -> None:
         super().__init__(artifact, runtime)
@@ -91,6 +91,8 @@ class Classifier(BatchModel):
 
     def warmup(self) -> None:
         self.classify(WARMUP_TEXTS, "chunks")
+        sentence = self.split([" ".join(WARMUP_TEXTS * 2)], "truncate")[0].windows[0]  # ~30 tokens, as in SST-2
+        self.measure_call_overhead(sentence)
 
     def split(self, texts: Sequence[str], strategy: LongTextStrategy) -> list[Split]:
         """Each text cut into windows as ``strategy`` says (tokenisation only, no model call)."""
@@ -149,4 +151,4 @@ class Classifier(BatchModel):
         return twin
 
     def _info(self) -> dict[str, Any]:
-        return self.forward.info()
+        return {**self.forward.info(), "call_overhead": self.call_overhead}

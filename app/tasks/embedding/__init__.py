@@ -53,7 +53,9 @@ class Embedder(BatchModel):
             self._forward = _torch_forward(self.artifact, cast("TorchRuntime", self.runtime), self.spec)
 
     def warmup(self) -> None:
-        self.predict(["warm-up", "a second and somewhat longer text, so that padding is exercised too"])
+        texts = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
+        self.predict(texts)
+        self.measure_call_overhead(" ".join(texts * 2))
 
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
         if self._encoder is None or self._forward is None:
@@ -67,7 +69,8 @@ class Embedder(BatchModel):
                 for vector, count, cut in zip(vectors, counts, batch.truncated, strict=True)]
 
     def _info(self) -> dict[str, Any]:
-        return {"dimension": self.dimension, "pooling": self.spec["pooling"], "normalize": self.spec["normalize"]}
+        return {"dimension": self.dimension, "pooling": self.spec["pooling"], "normalize": self.spec["normalize"],
+                "call_overhead": self.call_overhead}
 
 
 def _onnx_forward(artifact: Artifact, runtime: OnnxRuntime) -> Callable[[Batch], Vectors]:
