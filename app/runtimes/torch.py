@@ -2,7 +2,8 @@
 fp32/bf16/fp16 on CUDA; fp32 on CPU, and bf16 where the CPU computes it natively (avx512_bf16 or AMX: oneDNN's
 bf16 matmuls; benchmarks/README.md, "Torch runtime on CPU").
 
-The intra-op thread pool is global to the process: it is set once, here. Attention maps need eager attention
+The intra-op thread pool is global to the process: it is set once, here. `traced` runs a model's forward as one
+traced graph (no Python between its ops). Attention maps need eager attention
 (sdpa returns no weights, and eager measured ~10% slower for inference on CPU), so `eager_view` gives a second
 module tree over the *same* weight tensors (no second copy in memory).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ class TorchRuntime(Runtime):
                                            use_safetensors=True)
         log.info("%s: torch %s on %s (%s, %d threads)", folder.parent.name, torch.__version__, self.device,
                  self.dtype, torch.get_num_threads())
-        return model.to(self.device).eval()
+        return model.to(self.device).eval().requires_grad_(False)
 
     def load_module(self, build: Callable[[dict[str, Any]], torch.nn.Module], folder: Path) -> torch.nn.Module:
         """A module that is not an HF model: ``build(config.json's object)``, then ``model.safetensors`` loaded
@@ -64,7 +66,27 @@ class TorchRuntime(Runtime):
         load_model(module, str(folder / "model.safetensors"), strict=True)
         log.info("%s: torch %s on %s (%s, %d threads)", folder.parent.name, torch.__version__, self.device,
                  self.dtype, torch.get_num_threads())
-        return module.to(device=self.device, dtype=DTYPES[self.dtype]).eval()
+        return module.to(device=self.device, dtype=DTYPES[self.dtype]).eval().requires_grad_(False)
+
+    def traced(self, name: str, forward: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
+              check: Sequence[torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``forward`` (tensors in, a tensor out, over a loaded model) as a TorchScript graph traced on ``example``.
+        Its ops run one after another in C++ and the GIL is released once per call, not taken back between ops, so
+        concurrent inferences and the event loop stop waiting on each other (benchmarks/README.md, "Torch runtime
+        on CPU"). ``check``, inputs of other shapes, must give what ``forward`` gives; when tracing fails (torch
+        deprecates `torch.jit.trace`) or disagrees, ``forward`` itself is returned, with a warning."""
+        try:
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit's deprecation, transformers' tracer notes
+                traced = torch.jit.trace(forward, tuple(example), check_trace=False)  # type: ignore[no-untyped-call]
+                same = torch.allclose(traced(*check).float(), forward(*check).float(), rtol=1e-3, atol=1e-4)
+        except Exception as exc:
+            log.warning("%s: runs eagerly, tracing failed: %s", name, exc)
+            return forward
+        if not same:
+            log.warning("%s: runs eagerly, its traced graph disagrees with it on other shapes", name)
+            return forward
+        return traced  # type: ignore[no-any-return]
 
     @staticmethod
     def eager_view(model: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Tokenisation shared by the tasks that read whole texts (with the truncation flag), and softmax."""
+"""Tokenisation shared by the tasks that read whole texts (with the truncation flag), softmax, and stand-in
+inputs for a text model."""
 
 from __future__ import annotations
 
@@ -58,3 +59,12 @@ def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     exp = np.exp(shifted)
     result: npt.NDArray[np.float64] = exp / exp.sum(axis=-1, keepdims=True)
     return result
+
+
+def padded_ids(vocab_size: int, rows: int, length: int,
+               seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Random token ids and a mask whose last row is padded from half its length: inputs to trace and check."""
+    rng = np.random.default_rng(seed)
+    mask = np.ones((rows, length), dtype=np.int64)
+    mask[-1, max(1, length // 2):] = 0
+    return rng.integers(0, vocab_size, (rows, length), dtype=np.int64), mask

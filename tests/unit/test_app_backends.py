@@ -64,6 +64,7 @@ def test_info(backend: Backend) -> None:
         assert info["providers"] == ["CPUExecutionProvider"]
     else:
         assert info["dtype"] == "fp32"
+        assert isinstance(backend.forward._logits, torch.jit.ScriptFunction)  # the traced graph, not the fallback
     assert info["call_overhead"] == backend.call_overhead  # measured by warmup()
     assert 1 <= backend.call_overhead <= 4096
 

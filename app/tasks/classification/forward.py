@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.runtimes import Runtime
+from app.tasks.text import padded_ids
 from contract import Artifact, ArtifactError
 
 INPUTS = ("input_ids", "attention_mask")
@@ -94,14 +95,20 @@ class TorchForward:
         self.runtime = runtime
         self.model = runtime.load(AutoModelForSequenceClassification, artifact.hf_dir)
         self.attention_model = runtime.eager_view(self.model)
+        vocab = int(self.model.config.vocab_size)
+        self._logits = runtime.traced(artifact.name, self._eager_logits,
+                                     [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
+                                     [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
+
+    def _eager_logits(self, input_ids: Any, attention_mask: Any) -> Any:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def logits(self, input_ids: Ids, attention_mask: Ids) -> Floats:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=self.runtime.tensor(input_ids),
-                             attention_mask=self.runtime.tensor(attention_mask))
-            return self.runtime.numpy(out.logits)  # type: ignore[no-any-return]
+            logits = self._logits(self.runtime.tensor(input_ids), self.runtime.tensor(attention_mask))
+            return self.runtime.numpy(logits)  # type: ignore[no-any-return]
 
     def attentions(self, input_ids: Ids, attention_mask: Ids) -> tuple[Floats, Floats]:
         import torch

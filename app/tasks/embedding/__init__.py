@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from app.runtimes import Runtime
 from app.tasks.base import BatchModel, Task
-from app.tasks.text import Batch, TextEncoder
+from app.tasks.text import Batch, TextEncoder, padded_ids
 from contract import SENTENCE_EMBEDDING, Artifact
 
 if TYPE_CHECKING:
@@ -91,18 +91,22 @@ def _torch_forward(artifact: Artifact, runtime: TorchRuntime, spec: dict[str, An
 
     model = runtime.load(AutoModel, artifact.hf_dir)
 
+    def pooled(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        if spec["pooling"] == "cls":
+            vectors = states[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            vectors = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(vectors.float(), p=2, dim=-1) if spec["normalize"] else vectors
+
+    vocab = int(model.config.vocab_size)
+    traced = runtime.traced(artifact.name, pooled, [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
+                            [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
+
     def forward(batch: Batch) -> Vectors:
         with torch.inference_mode():
-            mask = runtime.tensor(batch.attention_mask)
-            states = model(input_ids=runtime.tensor(batch.input_ids), attention_mask=mask).last_hidden_state
-            if spec["pooling"] == "cls":
-                pooled = states[:, 0]
-            else:
-                weights = mask.unsqueeze(-1).to(states.dtype)
-                pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            if spec["normalize"]:
-                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-            return runtime.numpy(pooled)
+            return runtime.numpy(traced(runtime.tensor(batch.input_ids), runtime.tensor(batch.attention_mask)))
 
     return forward
 
