@@ -2,7 +2,8 @@
 
 ONNX Runtime: ``model.onnx`` (or a variant such as the int8 ``model.int8.onnx``) for logits, and the attention
 graph (manifest ``onnx.attention``, outputs logits + attentions). PyTorch: the HF folder with sdpa attention
-for logits, an eager view over the same weights for attention maps.
+for logits, run as a traced graph (`TorchRuntime.traced`), and an eager view over the same weights for attention
+maps.
 """
 
 from __future__ import annotations
