@@ -69,12 +69,13 @@ class TorchRuntime(Runtime):
         return module.to(device=self.device, dtype=DTYPES[self.dtype]).eval().requires_grad_(False)
 
     def traced(self, name: str, forward: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
-              check: Sequence[torch.Tensor]) -> Callable[..., torch.Tensor]:
+               check: Sequence[torch.Tensor]) -> Callable[..., torch.Tensor]:
         """``forward`` (tensors in, a tensor out, over a loaded model) as a TorchScript graph traced on ``example``.
         Its ops run one after another in C++ and the GIL is released once per call, not taken back between ops, so
-        concurrent inferences and the event loop stop waiting on each other (benchmarks/README.md, "Torch runtime
-        on CPU"). ``check``, inputs of other shapes, must give what ``forward`` gives; when tracing fails (torch
-        deprecates `torch.jit.trace`) or disagrees, ``forward`` itself is returned, with a warning."""
+        concurrent inferences and the event loop stop waiting on each other (benchmarks/README.md, "Torch runtime:
+        one traced graph per call"). ``check``, inputs of other shapes, must give what ``forward`` gives; when
+        tracing fails (torch deprecates `torch.jit.trace`) or disagrees, ``forward`` itself is returned, with a
+        warning."""
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation, transformers' tracer notes

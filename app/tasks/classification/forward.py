@@ -98,8 +98,8 @@ class TorchForward:
         self.attention_model = runtime.eager_view(self.model)
         vocab = int(self.model.config.vocab_size)
         self._logits = runtime.traced(artifact.name, self._eager_logits,
-                                     [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
-                                     [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
+                                      [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
+                                      [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
 
     def _eager_logits(self, input_ids: Any, attention_mask: Any) -> Any:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
