@@ -68,8 +68,8 @@ class TorchRuntime(Runtime):
                  self.dtype, torch.get_num_threads())
         return module.to(device=self.device, dtype=DTYPES[self.dtype]).eval().requires_grad_(False)
 
-    def traced(self, name: str, forward: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
-               check: Sequence[torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def traced(self, name: str, forward: Callable[..., torch.Tensor], example: Sequence[npt.NDArray[Any]],
+               check: Sequence[npt.NDArray[Any]]) -> Callable[..., torch.Tensor]:
         """``forward`` (tensors in, a tensor out, over a loaded model) as a TorchScript graph traced on ``example``.
         Its ops run one after another in C++ and the GIL is released once per call, not taken back between ops, so
         concurrent inferences and the event loop stop waiting on each other (benchmarks/README.md, "Torch runtime:
@@ -79,8 +79,10 @@ class TorchRuntime(Runtime):
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation, transformers' tracer notes
-                traced = torch.jit.trace(forward, tuple(example), check_trace=False)  # type: ignore[no-untyped-call]
-                same = torch.allclose(traced(*check).float(), forward(*check).float(), rtol=1e-3, atol=1e-4)
+                inputs = [self.tensor(a) for a in example]
+                traced = torch.jit.trace(forward, tuple(inputs), check_trace=False)  # type: ignore[no-untyped-call]
+                others = [self.tensor(a) for a in check]
+                same = torch.allclose(traced(*others).float(), forward(*others).float(), rtol=1e-3, atol=1e-4)
         except Exception as exc:
             log.warning("%s: runs eagerly, tracing failed: %s", name, exc)
             return forward

@@ -61,10 +61,12 @@ def softmax(logits: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     return result
 
 
-def padded_ids(vocab_size: int, rows: int, length: int,
-               seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Random token ids and a mask whose last row is padded from half its length: inputs to trace and check."""
-    rng = np.random.default_rng(seed)
-    mask = np.ones((rows, length), dtype=np.int64)
-    mask[-1, max(1, length // 2):] = 0
-    return rng.integers(0, vocab_size, (rows, length), dtype=np.int64), mask
+def trace_inputs(vocab_size: int) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]]]:
+    """Stand-in ``[input_ids, attention_mask]`` to trace a text model on, and a second pair of another shape to
+    check the trace with: random ids, the last row padded from half its length."""
+    def padded(rows: int, length: int, seed: int) -> list[npt.NDArray[np.int64]]:
+        mask = np.ones((rows, length), dtype=np.int64)
+        mask[-1, length // 2:] = 0
+        return [np.random.default_rng(seed).integers(0, vocab_size, (rows, length), dtype=np.int64), mask]
+
+    return padded(2, 8, seed=0), padded(3, 13, seed=1)

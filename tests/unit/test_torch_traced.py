@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from app.runtimes.torch import TorchRuntime
 
 RUNTIME = TorchRuntime("cpu", 1)
-EXAMPLE, CHECK = [torch.ones(2, 3)], [-torch.ones(4, 5)]
+EXAMPLE, CHECK = [np.ones((2, 3), np.float32)], [-np.ones((4, 5), np.float32)]
 
 
 def test_a_traceable_forward_becomes_a_graph_that_gives_the_same_results() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.runtimes import Runtime
-from app.tasks.text import padded_ids
+from app.tasks.text import trace_inputs
 from contract import Artifact, ArtifactError
 
 INPUTS = ("input_ids", "attention_mask")
@@ -96,10 +96,8 @@ class TorchForward:
         self.runtime = runtime
         self.model = runtime.load(AutoModelForSequenceClassification, artifact.hf_dir)
         self.attention_model = runtime.eager_view(self.model)
-        vocab = int(self.model.config.vocab_size)
         self._logits = runtime.traced(artifact.name, self._eager_logits,
-                                      [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
-                                      [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
+                                      *trace_inputs(int(self.model.config.vocab_size)))
 
     def _eager_logits(self, input_ids: Any, attention_mask: Any) -> Any:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

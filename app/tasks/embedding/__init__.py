@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from app.runtimes import Runtime
 from app.tasks.base import BatchModel, Task
-from app.tasks.text import Batch, TextEncoder, padded_ids
+from app.tasks.text import Batch, TextEncoder, trace_inputs
 from contract import SENTENCE_EMBEDDING, Artifact
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ def _torch_forward(artifact: Artifact, runtime: TorchRuntime, spec: dict[str, An
             vectors = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(vectors.float(), p=2, dim=-1) if spec["normalize"] else vectors
 
-    vocab = int(model.config.vocab_size)
-    traced = runtime.traced(artifact.name, pooled, [runtime.tensor(a) for a in padded_ids(vocab, 2, 8, seed=0)],
-                            [runtime.tensor(a) for a in padded_ids(vocab, 3, 13, seed=1)])
+    traced = runtime.traced(artifact.name, pooled, *trace_inputs(int(model.config.vocab_size)))
 
     def forward(batch: Batch) -> Vectors:
         with torch.inference_mode():
