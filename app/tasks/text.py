@@ -16,6 +16,10 @@ from tokenizers import Tokenizer
 # Batches are small and the cores belong to the inference threads: no second (rayon) thread pool.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+WARMUP_TEXTS = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
+WARMUP_SENTENCE = " ".join(WARMUP_TEXTS * 2)
+"""About 30 tokens, as an SST-2 sentence: the row a batch model's call overhead is measured with."""
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -22,10 +22,8 @@ from app.tasks.attention import AttentionResult, TokenLimitError
 from app.tasks.base import BatchModel
 from app.tasks.classification.forward import Floats, Forward, make_forward, variant_artifact
 from app.tasks.classification.long_text import Split, Splitter, average, pad
-from app.tasks.text import TextEncoder, softmax
+from app.tasks.text import WARMUP_SENTENCE, WARMUP_TEXTS, TextEncoder, softmax
 from contract import Artifact
-
-WARMUP_TEXTS = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,7 @@ class Classifier(BatchModel):
 
     def warmup(self) -> None:
         self.classify(WARMUP_TEXTS, "chunks")
-        sentence = self.split([" ".join(WARMUP_TEXTS * 2)], "truncate")[0].windows[0]  # ~30 tokens, as in SST-2
-        self.measure_call_overhead(sentence)
+        self.measure_call_overhead(self.split([WARMUP_SENTENCE], "truncate")[0].windows[0])
 
     def split(self, texts: Sequence[str], strategy: LongTextStrategy) -> list[Split]:
         """Each text cut into windows as ``strategy`` says (tokenisation only, no model call)."""

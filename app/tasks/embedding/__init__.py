@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from app.runtimes import Runtime
 from app.tasks.base import BatchModel, Task
-from app.tasks.text import Batch, TextEncoder, trace_inputs
+from app.tasks.text import WARMUP_SENTENCE, WARMUP_TEXTS, Batch, TextEncoder, trace_inputs
 from contract import SENTENCE_EMBEDDING, Artifact
 
 if TYPE_CHECKING:
@@ -53,9 +53,8 @@ class Embedder(BatchModel):
             self._forward = _torch_forward(self.artifact, cast("TorchRuntime", self.runtime), self.spec)
 
     def warmup(self) -> None:
-        texts = ["warm-up", "a second and somewhat longer text, so that padding is exercised too"]
-        self.predict(texts)
-        self.measure_call_overhead(" ".join(texts * 2))
+        self.predict(WARMUP_TEXTS)
+        self.measure_call_overhead(WARMUP_SENTENCE)
 
     def predict(self, texts: Sequence[str]) -> list[Embedding]:
         if self._encoder is None or self._forward is None:
