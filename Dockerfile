@@ -48,6 +48,12 @@ RUN groupadd --system --gid 10001 app \
        --shell /usr/sbin/nologin app \
     && mkdir -p /models /runs \
     && chown app:app /models /runs
+# jemalloc under the server: on glibc's malloc its memory grows with every batch shape it has seen (benchmarks/README.md,
+# "Memory under varied batch shapes"). Linked to one path for every architecture; LD_PRELOAD= runs glibc's.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjemalloc2=5.3.0-1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2" /usr/local/lib/libjemalloc.so.2
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /srv/app /srv/app
 ENV PATH=/opt/venv/bin:$PATH \
@@ -58,7 +64,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     APP_MODELS_DIR=/models \
     APP_HOST=0.0.0.0 \
-    APP_PORT=8000
+    APP_PORT=8000 \
+    LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 WORKDIR /srv/app
 USER 10001:10001
 EXPOSE 8000

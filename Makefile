@@ -39,7 +39,12 @@ run: install $(SENTIMENT)
 	trap stop EXIT; \
 	echo "==> [serve] starting the API; models still building are served as they land (APP_* settings; see README)"; \
 	APP_MODELS_DIR=$(MODELS_DIR) APP_EXPECTED_MODELS=$(EXPECTED_MODELS) \
-	    APP_MODELS_POLL_SECONDS=$${APP_MODELS_POLL_SECONDS:-5} $(BIN)/python -m app
+	    APP_MODELS_POLL_SECONDS=$${APP_MODELS_POLL_SECONDS:-5} $(PRELOAD) $(BIN)/python -m app
+
+# The server runs on jemalloc where it is installed (Debian: libjemalloc2): under glibc's malloc its memory grows with
+# every batch shape it has seen (benchmarks/README.md, "Memory under varied batch shapes"). MALLOC_LIB= runs glibc's.
+MALLOC_LIB ?= $(firstword $(wildcard /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
+PRELOAD = $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB)$${LD_PRELOAD:+:$$LD_PRELOAD})
 
 install: $(VENV)/.installed
 
@@ -100,7 +105,7 @@ $(EMBED):
 
 serve: install
 	@echo "==> [serve] starting the API (APP_* settings; see README)"
-	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app
+	APP_MODELS_DIR=$(MODELS_DIR) $(PRELOAD) $(BIN)/python -m app
 
 # The same service as REPLICAS Ray Serve replicas (app/serve_ray.py, deploy/ray/serve.yaml) on a local Ray instance,
 # or on the cluster at RAY_ADDRESS (e.g. ray://head:10001); more flags in RAY_ARGS (--min-replicas, --num-gpus, ...).

@@ -1,8 +1,10 @@
-"""What every runtime is: where models run (device), with how many CPU threads, in which dtype."""
+"""What every runtime is: where models run (device), with how many CPU threads, in which dtype, and over which
+memory allocator the process runs."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 RuntimeName = Literal["onnx", "torch"]
@@ -49,7 +51,22 @@ class Runtime(ABC):
     @property
     def info(self) -> dict[str, Any]:
         """What /v1/models reports about where a model runs."""
-        return {"backend": self.name, "device": self.device, "threads": self.threads, **self._info()}
+        return {"backend": self.name, "device": self.device, "threads": self.threads, "allocator": allocator(),
+                **self._info()}
 
     @abstractmethod
     def _info(self) -> dict[str, Any]: ...
+
+
+PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
+
+
+def allocator(maps: Path = Path("/proc/self/maps")) -> str:
+    """The malloc this process runs on: a preloaded one (``LD_PRELOAD``, as ``make run`` and the image set it) by
+    the library mapped into the process, else ``system`` (glibc's, whose per-thread arenas keep the memory of
+    tensors of every batch shape seen: benchmarks/README.md, "Memory under varied batch shapes")."""
+    try:
+        mapped = maps.read_text()
+    except OSError:
+        return "system"
+    return next((name for name in PRELOADED_ALLOCATORS if f"/lib{name}" in mapped), "system")

@@ -1,10 +1,12 @@
 """`make run` itself, with a stand-in virtual environment: its `python` runs the real app, and for a training verb
 publishes a tiny artifact (a copy of the test classifier) under the name the Makefile target expects, at once for the
-teacher, for the others when the test lets them finish. The server answers as soon as the teacher is there, serves
-each model as it lands, Ctrl-C stops the background build, and a second `make run` reuses what was built."""
+teacher, for the others when the test lets them finish. The server answers as soon as the teacher is there (on
+jemalloc where it is installed), serves each model as it lands, Ctrl-C stops the background build, and a second
+`make run` reuses what was built."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -26,6 +28,7 @@ from tests.unit.test_recipes import REPO, model_targets
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or not Path("/proc/self/stat").exists(),
                                 reason="needs GNU make and /proc")
 TEACHER, STUDENT = "sentiment-minilm", "sentiment-minilm-student"
+JEMALLOC = glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2")  # what the Makefile preloads, where installed
 
 STAND_IN = """#!{python}
 import json, os, shutil, sys, time
@@ -60,6 +63,11 @@ class Run:
     def models(self) -> dict[str, str]:
         body = httpx.get(f"{self.url}/v1/models", timeout=10).json()
         return {model["id"]: model["status"] for model in body["data"]}
+
+    def allocator(self) -> str:
+        """The malloc the server runs on, as the teacher's runtime reports it."""
+        body = httpx.get(f"{self.url}/v1/models", timeout=10).json()
+        return str(next(m for m in body["data"] if m["id"] == TEACHER)["runtime"]["allocator"])
 
     def wait(self, what: str, until: Any, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -135,6 +143,7 @@ def test_make_run_serves_while_building_and_ctrl_c_stops_the_build(tmp_path: Pat
     building = ["gpt2-quick", "minilm-embed", "smollm2-135m-instruct"]
     with make_run(tmp_path, stand_in, "first.log") as run:
         assert run.models() == {TEACHER: "ready", **dict.fromkeys([STUDENT, *building], "building")}
+        assert run.allocator() == ("jemalloc" if JEMALLOC else "system")
         run.wait("the distillation to start", (control / "distill.pid").exists)
         (control / "distill.go").touch()
         run.wait("the student to be served", lambda: run.models()[STUDENT] == "ready")

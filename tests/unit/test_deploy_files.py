@@ -50,6 +50,13 @@ def test_dockerfile_contract() -> None:
     assert '".[cpu${EXTRAS:+,${EXTRAS}}]"' in text and '".[gpu${EXTRAS:+,${EXTRAS}}]"' in text
 
 
+def test_the_image_serves_on_jemalloc() -> None:
+    runtime_stage = (ROOT / "Dockerfile").read_text().split("\nFROM ")[2]
+    assert "install -y --no-install-recommends libjemalloc2=" in runtime_stage
+    link = '"/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2" /usr/local/lib/libjemalloc.so.2'
+    assert f"ln -s {link}" in runtime_stage and "LD_PRELOAD=/usr/local/lib/libjemalloc.so.2" in runtime_stage
+
+
 def test_the_image_holds_both_model_packages_the_training_verbs_read() -> None:
     text = (ROOT / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
