@@ -116,9 +116,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     for r in rows:
         rss = [r["loaded_mib"], *(s["rss_mib"] for s in r["sweeps"])]
         ax.plot(range(len(rss)), rss, marker="o", label=f"{r['runtime']} {r['dtype']}, {r['malloc']}")
-    ax.set_xlabel("sweeps of random batch shapes")
-    ax.set_ylabel("RSS (MiB)")
-    ax.set_title("Memory under varied batch shapes, per malloc")
+    ax.set(xlabel="sweeps of random batch shapes", ylabel="RSS (MiB)",
+           title="Memory under varied batch shapes, per malloc")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
