@@ -78,7 +78,7 @@ class Registry:
         settings = self.settings
         self.runtime = create_runtime(settings.runtime, settings.device, settings.threads, settings.torch_dtype)
         log.info("loading models from %s with the %s runtime on %s (schema %s, %s malloc)", settings.models_dir,
-                 settings.runtime, self.runtime.device, settings.schema_path, self.runtime.info["allocator"])
+                 settings.runtime, self.runtime.device, settings.schema_path, self.runtime.allocator)
         folders = discover(settings.models_dir)
         for folder in folders:
             entry = self.entries[folder.name] = ModelEntry(name=folder.name, path=folder)

@@ -24,6 +24,8 @@ class Runtime(ABC):
         self.device = device
         self.threads = threads
         self.dtype = dtype
+        self.allocator = allocator()
+        """The process's malloc: fixed when the process starts (``LD_PRELOAD``), so read once."""
 
     @classmethod
     @abstractmethod
@@ -51,7 +53,7 @@ class Runtime(ABC):
     @property
     def info(self) -> dict[str, Any]:
         """What /v1/models reports about where a model runs."""
-        return {"backend": self.name, "device": self.device, "threads": self.threads, "allocator": allocator(),
+        return {"backend": self.name, "device": self.device, "threads": self.threads, "allocator": self.allocator,
                 **self._info()}
 
     @abstractmethod
@@ -63,8 +65,8 @@ PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 def allocator(maps: Path = Path("/proc/self/maps")) -> str:
     """The malloc this process runs on: a preloaded one (``LD_PRELOAD``, as ``make run`` and the image set it) by
-    the library mapped into the process, else ``system`` (glibc's, whose per-thread arenas keep the memory of
-    tensors of every batch shape seen: benchmarks/README.md, "Memory under varied batch shapes")."""
+    the library mapped into the process, else ``system`` (glibc's, which keeps the freed memory of the tensors of
+    every batch shape seen: benchmarks/README.md, "Memory under varied batch shapes")."""
     try:
         mapped = maps.read_text()
     except OSError:
