@@ -24,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 from report import write_results
-from servers import REPO, machine_info
+from servers import REPO, machine_info, tree_rss
 
 RESULTS = REPO / "benchmarks" / "results"
 LIBRARIES = {"jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
@@ -40,8 +41,7 @@ def library(malloc: str) -> str | None:
 
 
 def rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+    return tree_rss(psutil.Process()) / 2**20
 
 
 def child(args: argparse.Namespace) -> None:
@@ -103,9 +103,10 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              "| runtime | malloc | RSS loaded | after sweep 1 | after the last | growth, second half | s per sweep |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
+        growth = "n/a" if r["growth_second_half_mib"] is None else f"{r['growth_second_half_mib']:+.0f} MiB"
         lines.append(f"| {r['runtime']} {r['dtype']} | {r['malloc']} | {r['loaded_mib']:.0f} MiB | "
                      f"{r['sweeps'][0]['rss_mib']:.0f} MiB | {r['final_mib']:.0f} MiB | "
-                     f"{r['growth_second_half_mib']:+.0f} MiB | {r['seconds_per_sweep']:.1f} |")
+                     f"{growth} | {r['seconds_per_sweep']:.1f} |")
     return "\n".join(lines)
 
 
