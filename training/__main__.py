@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jsonargparse import CLI
 
+from training.distributed import release_process_group
 from training.verbs.distill import distill
 from training.verbs.embedding import embedding
 from training.verbs.export import export
@@ -34,7 +35,10 @@ def main() -> None:
     for noisy in ("onnx_ir", "onnxscript"):  # the exporter's optimiser logs every rewrite at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    CLI(VERBS, as_positional=False)
+    try:
+        CLI(VERBS, as_positional=False)
+    finally:  # every rank, also after an error, so that the real traceback is not followed by an abort
+        release_process_group()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Sampler
 from torch.utils.data.distributed import DistributedSampler
@@ -44,6 +45,14 @@ def launch_rank() -> int:
     if "LOCAL_RANK" in os.environ:
         return int(os.environ.get("NODE_RANK", "0")) * 1000 + int(os.environ["LOCAL_RANK"])
     return int(os.environ.get("SLURM_PROCID", "0"))
+
+
+def release_process_group() -> None:
+    """Destroy this process's process group, if a fit left one: Lightning does not, and a gloo group still alive
+    when the interpreter finalises can abort the process ("terminate called without an active exception") after
+    its work is done. Local (no collective): a rank that finished may release while rank 0 still exports."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def written_by_rank_zero(folder: Path, write: Callable[[Path], None], timeout_s: float = 900) -> Path:

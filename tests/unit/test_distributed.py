@@ -135,3 +135,26 @@ def test_a_fit_over_processes_refuses_a_loader_that_does_not_shard() -> None:
     guard.on_train_start(SimpleNamespace(world_size=2, train_dataloader=ours), None)
     with pytest.raises(RuntimeError, match="not sharded"):
         guard.on_train_start(SimpleNamespace(world_size=2, train_dataloader=plain), None)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_command_line_destroys_the_process_group_a_fit_left(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                fails: bool) -> None:
+    """A gloo group alive at interpreter exit can abort a finished rank; `main` destroys it, after errors too."""
+    import torch.distributed as dist
+
+    import training.__main__ as entry
+
+    def fit(*_: object, **__: object) -> None:  # stands in for a verb whose Lightning fit left its group behind
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        if fails:
+            raise RuntimeError("the verb failed")
+
+    monkeypatch.setattr(entry, "CLI", fit)
+    if fails:
+        with pytest.raises(RuntimeError, match="the verb failed"):
+            entry.main()
+    else:
+        entry.main()
+    assert not dist.is_initialized()
