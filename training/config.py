@@ -48,6 +48,13 @@ class ModelConfig:
     """Skip gradients for the word embeddings (faster steps on CPU)."""
     frozen_layers: int = 0
     """Freeze every embedding and the lowest this many encoder layers (no backward pass through them)."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing of the training loss (sentiment only; distillation has its own soft targets)."""
+    layer_lr_decay: float = 1.0
+    """Layer-wise LR decay: encoder layer L-k learns at learning_rate * decay**k, the embeddings at decay**(L+1)."""
+    r_drop: float = 0.0
+    """R-Drop weight: each training batch runs twice and the symmetric KL of the two predictions is added
+    (sentiment only; twice the forward cost)."""
 
 
 @dataclass

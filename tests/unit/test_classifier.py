@@ -105,3 +105,61 @@ def test_bf16_mixed_fit_with_clipping_runs_the_fused_optimiser(tiny_base: Path) 
     trainer.fit(module, train_dataloaders=loader)  # Lightning's own clipping refuses a fused optimiser here
     assert trainer.global_step == 4
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_layer_wise_lr_decay_gives_each_layer_its_rate(tiny_base: Path) -> None:
+    module = make(tiny_base, layer_lr_decay=0.5)
+    total = module.model.config.num_hidden_layers
+    optimizer = module.configure_optimizers()["optimizer"]
+    rate = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(module.model.named_parameters())
+    head = [p for n, p in named.items() if n.startswith("classifier.")]
+    top = [p for n, p in named.items() if f".layer.{total - 1}." in n]
+    bottom = [p for n, p in named.items() if ".layer.0." in n]
+    embeddings = [p for n, p in named.items() if ".embeddings." in n]
+    assert head and top and bottom and embeddings
+    assert {rate[id(p)] for p in head} == {1e-3}
+    assert {rate[id(p)] for p in top} == {1e-3 * 0.5}
+    assert {rate[id(p)] for p in bottom} == {1e-3 * 0.5 ** total}
+    assert {rate[id(p)] for p in embeddings} == {1e-3 * 0.5 ** (total + 1)}
+    assert len(rate) == sum(1 for p in module.parameters() if p.requires_grad), "a parameter was left out"
+    assert {g["weight_decay"] for g in optimizer.param_groups} == {0.0, 0.01}
+
+
+def training_loss(module: TextClassifier, batch: dict[str, torch.Tensor], seed: int) -> torch.Tensor:
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]  # no trainer to log to
+    torch.manual_seed(seed)
+    return module.training_step(batch, 0)
+
+
+def test_label_smoothing_and_r_drop_make_the_training_loss(tiny_base: Path) -> None:
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0]])
+    batch = {"input_ids": ids, "attention_mask": (ids > 0).long(), "labels": torch.tensor([0, 1])}
+    ce = torch.nn.functional.cross_entropy
+    smoothed = make(tiny_base, label_smoothing=0.1)
+    torch.manual_seed(3)
+    logits = smoothed(batch["input_ids"], batch["attention_mask"])
+    assert training_loss(smoothed, batch, 3).item() == pytest.approx(
+        ce(logits, batch["labels"], label_smoothing=0.1).item())
+    loss, logits = smoothed.eval()._step(batch)  # validation and test: plain cross-entropy
+    assert loss.item() == pytest.approx(ce(logits, batch["labels"]).item())
+    assert loss.item() != pytest.approx(ce(logits, batch["labels"], label_smoothing=0.1).item())
+
+    r_drop = make(tiny_base, r_drop=2.0)
+    torch.manual_seed(4)
+    first, second = (r_drop(batch["input_ids"], batch["attention_mask"]) for _ in range(2))
+    assert not torch.equal(first, second), "two dropout masks"
+    p, q = first.log_softmax(-1), second.log_softmax(-1)
+    kl = ((p.exp() * (p - q)).sum(-1).mean() + (q.exp() * (q - p)).sum(-1).mean()) / 2
+    expected = (ce(first, batch["labels"]) + ce(second, batch["labels"])) / 2 + 2.0 * kl
+    assert kl.item() > 0
+    assert training_loss(r_drop, batch, 4).item() == pytest.approx(expected.item(), rel=1e-5)
+    r_drop.eval()  # no dropout: both passes agree, the KL term vanishes
+    assert training_loss(r_drop, batch, 5).item() == pytest.approx(r_drop._step(batch)[0].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("option", [{"label_smoothing": 1.0}, {"layer_lr_decay": 0.0}, {"layer_lr_decay": 1.5},
+                                    {"r_drop": -1.0}])
+def test_out_of_range_regularisation_is_refused(tiny_base: Path, option: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="label_smoothing"):
+        make(tiny_base, **option)

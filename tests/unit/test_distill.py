@@ -20,7 +20,8 @@ from training.classification.knowledge_distillation import (
     distillation_loss,
     make_student,
 )
-from training.verbs.distill import predict_logits
+from training.config import ModelConfig
+from training.verbs.distill import DistillConfig, DistillOutputConfig, distill, predict_logits
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,11 @@ def test_teacher_logits_under_bf16_autocast_are_close_to_fp32_and_in_dataset_ord
     torch.testing.assert_close(fp32[2], alone, atol=1e-5, rtol=1e-5)
     assert not torch.equal(fp32, bf16)  # autocast did run in bf16
     torch.testing.assert_close(bf16, fp32, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("option", [{"label_smoothing": 0.1}, {"r_drop": 1.0}])
+def test_distillation_refuses_the_cross_entropy_options(tmp_path: Path, option: dict[str, float]) -> None:
+    """They shape the student's cross-entropy, which the distillation loss replaces: refused, not ignored."""
+    with pytest.raises(ValueError, match="sentiment options"):
+        distill(model=ModelConfig(**option), distillation=DistillConfig(teacher=str(tmp_path / "teacher")),
+                output=DistillOutputConfig(models_dir=str(tmp_path / "models"), runs_dir=str(tmp_path / "runs")))

@@ -3,6 +3,7 @@ the labels negative/positive)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
 
 
 def build_classifier(base_model: str, labels: list[str], attn_implementation: str | None = None) -> nn.Module:
@@ -45,8 +48,12 @@ class TextClassifier(L.LightningModule):
 
     def __init__(self, base_model: str, labels: list[str], learning_rate: float = 5e-5,
                  weight_decay: float = 0.01, warmup_ratio: float = 0.06, freeze_embeddings: bool = False,
-                 frozen_layers: int = 0) -> None:
+                 frozen_layers: int = 0, label_smoothing: float = 0.0, layer_lr_decay: float = 1.0,
+                 r_drop: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0 or not 0.0 < layer_lr_decay <= 1.0 or r_drop < 0.0:
+            raise ValueError(f"need 0 <= label_smoothing < 1, 0 < layer_lr_decay <= 1 and r_drop >= 0; got "
+                             f"{label_smoothing}, {layer_lr_decay}, {r_drop}")
         self.save_hyperparameters()
         self.model = build_classifier(base_model, labels)
         if freeze_embeddings:
@@ -67,8 +74,19 @@ class TextClassifier(L.LightningModule):
         return nn.functional.cross_entropy(logits, batch["labels"]), logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        """Cross-entropy with ``label_smoothing``; with ``r_drop`` > 0 the batch runs twice (two dropout masks) and
+        the symmetric KL between the two predictions, times ``r_drop``, is added (R-Drop, Liang et al. 2021).
+        Validation and test losses stay plain cross-entropy."""
+        hp, labels = self.hparams, batch["labels"]
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = nn.functional.cross_entropy(logits, labels, label_smoothing=hp.label_smoothing)
+        if hp.r_drop > 0:
+            again = self(batch["input_ids"], batch["attention_mask"])
+            loss = (loss + nn.functional.cross_entropy(again, labels, label_smoothing=hp.label_smoothing)) / 2
+            p, q = nn.functional.log_softmax(logits, -1), nn.functional.log_softmax(again, -1)
+            kl = nn.functional.kl_div(p, q, reduction="batchmean", log_target=True)
+            loss = loss + hp.r_drop * (kl + nn.functional.kl_div(q, p, reduction="batchmean", log_target=True)) / 2
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -103,14 +121,26 @@ class TextClassifier(L.LightningModule):
             else:
                 nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
+    def depth_below_head(self, name: str) -> int:
+        """How many blocks a parameter sits below the head, for layer-wise LR decay (``learning_rate *
+        layer_lr_decay ** depth``): k for encoder layer L-k, L+1 for the embeddings, 0 for the rest (the head, the
+        pooler, weights every layer shares such as MPNet's relative attention bias)."""
+        total = int(self.model.config.num_hidden_layers)
+        match = _LAYER_INDEX.search(name)
+        if match is not None:
+            return total - int(match.group(1))
+        return total + 1 if ".embeddings." in f".{name}" else 0
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        decay, no_decay = [], []
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+                weight_decay = 0.0 if param.ndim < 2 or "LayerNorm" in name else hp.weight_decay
+                lr = hp.learning_rate * hp.layer_lr_decay ** self.depth_below_head(name)
+                groups.setdefault((lr, weight_decay), []).append(param)
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()],
             lr=hp.learning_rate,
             fused=self.device.type == "cpu",  # one kernel for every parameter: 12 vs 56 ms a MiniLM step on 2 cores
         )

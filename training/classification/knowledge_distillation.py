@@ -74,9 +74,9 @@ class DistillationModule(TextClassifier):
 
     def __init__(self, base_model: str, labels: list[str], alpha: float = 0.5, temperature: float = 2.0,
                  learning_rate: float = 5e-5, weight_decay: float = 0.01, warmup_ratio: float = 0.06,
-                 freeze_embeddings: bool = False, frozen_layers: int = 0) -> None:
+                 freeze_embeddings: bool = False, frozen_layers: int = 0, layer_lr_decay: float = 1.0) -> None:
         super().__init__(base_model, labels, learning_rate, weight_decay, warmup_ratio, freeze_embeddings,
-                         frozen_layers)
+                         frozen_layers, layer_lr_decay=layer_lr_decay)
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
             raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0; got alpha={alpha}, T={temperature}")
         self.alpha = alpha

@@ -143,6 +143,9 @@ def run(cfg: DistillRunConfig) -> Path:
         raise ValueError(f"output {models_dir / cfg.output.name} would overwrite the teacher")
     if cfg.model.base_model:
         raise ValueError("distill takes the student from --distillation.student, not --model.base_model")
+    if cfg.model.label_smoothing or cfg.model.r_drop:
+        raise ValueError("--model.label_smoothing and --model.r_drop are sentiment options: the distillation loss "
+                         "(--distillation.alpha, --distillation.temperature) replaces the student's cross-entropy")
     teacher, teacher_tokenizer, artifact = load_teacher(teacher_dir)
     labels, max_length = artifact.labels, artifact.max_length
     if list(cfg.data.labels) != labels:
@@ -170,7 +173,7 @@ def run(cfg: DistillRunConfig) -> Path:
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, max_length, seed=cfg.seed)
     module = DistillationModule(student_source, labels, dcfg.alpha, dcfg.temperature, cfg.model.learning_rate,
                                 cfg.model.weight_decay, cfg.model.warmup_ratio, cfg.model.freeze_embeddings,
-                                cfg.model.frozen_layers)
+                                cfg.model.frozen_layers, cfg.model.layer_lr_decay)
     predict = text_predictor(teacher, teacher_tokenizer, max_length, cfg.data.eval_batch_size,
                              bf16=str(cfg.trainer.precision).startswith("bf16"))
     datamodule.setup("fit")

@@ -51,7 +51,8 @@ def run(cfg: SentimentConfig) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     datamodule = TextClassificationDataModule(cfg.data, tokenizer, cfg.model.max_length, seed=cfg.seed)
     module = TextClassifier(base_model, list(cfg.data.labels), cfg.model.learning_rate, cfg.model.weight_decay,
-                            cfg.model.warmup_ratio, cfg.model.freeze_embeddings, cfg.model.frozen_layers)
+                            cfg.model.warmup_ratio, cfg.model.freeze_embeddings, cfg.model.frozen_layers,
+                            cfg.model.label_smoothing, cfg.model.layer_lr_decay, cfg.model.r_drop)
     log.info("[1/2] fine-tuning %s on %s", base_model, cfg.data.hf_dataset or cfg.data.data_dir)
     fitted = fit_and_test(module, datamodule, cfg.trainer, run_dir, cfg.output.resume)
     if fitted.module is None:  # not global rank 0: rank 0 exports
