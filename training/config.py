@@ -75,6 +75,9 @@ class TrainerConfig:
     patience: int = 3
     """EarlyStopping patience, in validation runs, on val_acc."""
     gradient_clip_val: float = 1.0
+    ema_decay: float | None = None
+    """Exponential moving average of the weights, updated every step with this decay (e.g. 0.999; None = off):
+    validation, the checkpoints and the exported model use the average (Lightning's EMAWeightAveraging)."""
     checkpoint_every_n_steps: int | None = 100
     """Write checkpoints/last.ckpt every this many optimizer steps, mid-epoch too (None = after each validation)."""
     threads: int | None = None

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    WeightAveraging,
+)
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
@@ -47,7 +53,8 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mo
     """Trainer with best/last checkpoints, early stopping and CSV (+TensorBoard when installed) logs.
 
     best.ckpt is kept by ``monitor``; last.ckpt (written atomically) every ``cfg.checkpoint_every_n_steps``
-    steps, so that a killed run resumes from within its epoch.
+    steps, so that a killed run resumes from within its epoch. With ``cfg.ema_decay`` the weights validated,
+    checkpointed and exported are an exponential moving average of the trained ones.
     """
     checkpoints = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1)
@@ -55,6 +62,8 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mo
                            every_n_train_steps=cfg.checkpoint_every_n_steps)
     callbacks = [best, last, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience),
                  LearningRateMonitor(logging_interval="step"), RequireShardedBatches()]
+    if cfg.ema_decay is not None:  # validation, checkpoints and the final weights use the average
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs")]
     try:
         import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)
@@ -70,6 +79,21 @@ def make_trainer(cfg: TrainerConfig, run_dir: Path, monitor: str = "val_acc", mo
         gradient_clip_val=cfg.gradient_clip_val, callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
         deterministic=False, use_distributed_sampler=False,  # the datamodules shard their own batches
     )
+
+
+def fit_and_keep_last(fitter: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
+                      run_dir: Path, resume: bool) -> float:
+    """Fit (resuming from last.ckpt when asked), keep the final state as last.ckpt (for a later resume); the fit's
+    wall seconds in this process (after a resume: only the resumed part).
+
+    Weight averaging ends here: best.ckpt holds the average as its weights, and the averaging callback, if still
+    attached, would load the trained weights beside them instead when the best checkpoint is then tested."""
+    start = time.perf_counter()
+    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
+    seconds = time.perf_counter() - start
+    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    fitter.callbacks = [c for c in fitter.callbacks if not isinstance(c, WeightAveraging)]
+    return seconds
 
 
 def resume_path(run_dir: Path, resume: bool) -> str | None:
@@ -136,10 +160,7 @@ def fit_and_test(module: L.LightningModule, datamodule: TextClassificationDataMo
     The test metrics (and the fit's wall seconds) are also written to run_dir/test_metrics.json (by global rank 0).
     """
     fitter = make_trainer(cfg, run_dir)
-    start = time.perf_counter()
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
-    fit_seconds = time.perf_counter() - start  # this process's fit (after a resume: only the resumed part)
-    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, for a later resume
+    fit_seconds = fit_and_keep_last(fitter, module, datamodule, run_dir, resume)
     log.info("evaluating the best checkpoint on the test split")
     results = fitter.test(module, datamodule=datamodule, ckpt_path=best_checkpoint(fitter) or None, verbose=False,
                           weights_only=True)[0]

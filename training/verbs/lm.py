@@ -25,7 +25,7 @@ from training.language_model.corpus import (
     train_tokenizer,
 )
 from training.plots import plot_training_curves
-from training.trainer import Fitted, best_checkpoint, finish, make_trainer, resume_path
+from training.trainer import Fitted, best_checkpoint, finish, fit_and_keep_last, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ def fit_and_evaluate(module: CausalLM, datamodule: CorpusDataModule, cfg: Traine
                      resume: bool) -> Fitted:
     """Fit (resuming when asked), keep last.ckpt, measure held-out perplexity with the best weights."""
     fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
-    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    fit_and_keep_last(fitter, module, datamodule, run_dir, resume)
     result = fitter.validate(module, datamodule=datamodule, ckpt_path=best_checkpoint(fitter) or None,
                              verbose=False, weights_only=True)[0]
     loss = float(result["val_loss"])

@@ -19,7 +19,7 @@ from training.export.transformer_decoder import export_transformer_lm
 from training.language_model.corpus import CorpusDataModule, read_corpus, split_documents, train_tokenizer
 from training.language_model.scratch_lm import ScratchLM
 from training.plots import plot_training_curves
-from training.trainer import Fitted, best_checkpoint, finish, make_trainer, resume_path
+from training.trainer import Fitted, best_checkpoint, finish, fit_and_keep_last, make_trainer
 from transformer.model import TransformerConfig
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ def _fit_and_evaluate(module: ScratchLM, datamodule: CorpusDataModule, cfg: Trai
     """Fit (resuming when asked), keep last.ckpt, measure held-out perplexity (and the experts' shares of the
     assignments) with the best weights."""
     fitter = make_trainer(cfg, run_dir, monitor="val_loss", mode="min")
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
-    fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    fit_and_keep_last(fitter, module, datamodule, run_dir, resume)
     result = fitter.validate(module, datamodule=datamodule, ckpt_path=best_checkpoint(fitter) or None,
                              verbose=False, weights_only=True)[0]
     loss = float(result["val_loss"])
