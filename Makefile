@@ -41,8 +41,9 @@ run: install $(SENTIMENT)
 	APP_MODELS_DIR=$(MODELS_DIR) APP_EXPECTED_MODELS=$(EXPECTED_MODELS) \
 	    APP_MODELS_POLL_SECONDS=$${APP_MODELS_POLL_SECONDS:-5} $(PRELOAD) $(BIN)/python -m app
 
-# The server runs on jemalloc where it is installed (Debian: libjemalloc2): under glibc's malloc its memory grows with
-# every batch shape it has seen (benchmarks/README.md, "Memory under varied batch shapes"). MALLOC_LIB= runs glibc's.
+# The server (run, serve, serve-ray: every Ray process) runs on jemalloc where it is installed (Debian: libjemalloc2):
+# under glibc's malloc its memory grows with every batch shape it has seen (benchmarks/README.md, "Memory under
+# varied batch shapes"). MALLOC_LIB= runs glibc's.
 MALLOC_LIB ?= $(firstword $(wildcard /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 PRELOAD = $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB)$${LD_PRELOAD:+:$$LD_PRELOAD})
 
@@ -113,7 +114,7 @@ REPLICAS ?= 2
 RAY_ARGS ?=
 serve-ray: models $(VENV)/.installed-ray
 	@echo "==> [serve-ray] $(REPLICAS) replicas of the API on Ray Serve (:8000; Ctrl-C stops them)"
-	APP_MODELS_DIR=$(MODELS_DIR) $(BIN)/python -m app.serve_ray --replicas $(REPLICAS) $(RAY_ARGS)
+	APP_MODELS_DIR=$(MODELS_DIR) $(PRELOAD) $(BIN)/python -m app.serve_ray --replicas $(REPLICAS) $(RAY_ARGS)
 
 test: lint pytest
 

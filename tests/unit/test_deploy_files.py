@@ -57,6 +57,20 @@ def test_the_image_serves_on_jemalloc() -> None:
     assert f"ln -s {link}" in runtime_stage and "LD_PRELOAD=/usr/local/lib/libjemalloc.so.2" in runtime_stage
 
 
+def test_each_make_target_that_serves_preloads_the_malloc(tmp_path: Path) -> None:
+    """`make serve` and `make serve-ray` (every Ray process, replicas included) start on MALLOC_LIB, as `make run`
+    does (tests/e2e/test_make_run.py); `make -n` prints their commands without running them."""
+    lib = "/opt/malloc/libjemalloc.so.2"
+    printed = subprocess.run(["make", "-n", "serve", "serve-ray", f"MALLOC_LIB={lib}", f"MODELS_DIR={tmp_path}"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT, check=True).stdout
+    servers = [line for line in printed.splitlines() if " -m app" in line]
+    assert len(servers) == 2 and "-m app.serve_ray" in servers[1], printed
+    assert all(f"LD_PRELOAD={lib}" in line for line in servers), servers
+    unset = subprocess.run(["make", "-n", "serve-ray", "MALLOC_LIB=", f"MODELS_DIR={tmp_path}"], capture_output=True,
+                           text=True, timeout=60, cwd=ROOT, check=True).stdout
+    assert "-m app.serve_ray" in unset and "LD_PRELOAD" not in unset, "MALLOC_LIB= should run glibc's malloc"
+
+
 def test_the_image_holds_both_model_packages_the_training_verbs_read() -> None:
     text = (ROOT / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
