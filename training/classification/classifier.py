@@ -12,7 +12,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+ENCODER_LAYER = re.compile(r"\.layer\.(\d+)\.")
+"""The encoder block a parameter or state-dict key belongs to (``*.layer.<i>.*``: BERT, MiniLM, MPNet, ...)."""
 
 
 def build_classifier(base_model: str, labels: list[str], attn_implementation: str | None = None) -> nn.Module:
@@ -84,8 +85,9 @@ class TextClassifier(L.LightningModule):
             again = self(batch["input_ids"], batch["attention_mask"])
             loss = (loss + nn.functional.cross_entropy(again, labels, label_smoothing=hp.label_smoothing)) / 2
             p, q = nn.functional.log_softmax(logits, -1), nn.functional.log_softmax(again, -1)
-            kl = nn.functional.kl_div(p, q, reduction="batchmean", log_target=True)
-            loss = loss + hp.r_drop * (kl + nn.functional.kl_div(q, p, reduction="batchmean", log_target=True)) / 2
+            symmetric_kl = (nn.functional.kl_div(p, q, reduction="batchmean", log_target=True)
+                            + nn.functional.kl_div(q, p, reduction="batchmean", log_target=True)) / 2
+            loss = loss + hp.r_drop * symmetric_kl
         self.log("train_loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 
@@ -126,7 +128,7 @@ class TextClassifier(L.LightningModule):
         layer_lr_decay ** depth``): k for encoder layer L-k, L+1 for the embeddings, 0 for the rest (the head, the
         pooler, weights every layer shares such as MPNet's relative attention bias)."""
         total = int(self.model.config.num_hidden_layers)
-        match = _LAYER_INDEX.search(name)
+        match = ENCODER_LAYER.search(name)
         if match is not None:
             return total - int(match.group(1))
         return total + 1 if ".embeddings." in f".{name}" else 0

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from training.classification.classifier import TextClassifier
-
-_LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")
+from training.classification.classifier import ENCODER_LAYER, TextClassifier
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -52,7 +49,7 @@ def make_student(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     renumber = {old: new for new, old in enumerate(kept)}
     state = {}
     for key, value in teacher.state_dict().items():
-        match = _LAYER_KEY.search(key)
+        match = ENCODER_LAYER.search(key)
         if match is None:
             state[key] = value.clone()
         elif int(match.group(1)) in renumber:
