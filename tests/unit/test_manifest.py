@@ -95,8 +95,10 @@ def test_architecture_block(tmp_path: Path, change: dict, valid: bool) -> None:
 
 
 def test_a_legacy_sentiment_task_still_validates(tmp_path: Path) -> None:
-    manifest = artifact(tmp_path)
-    validate_manifest({**manifest, "task": LEGACY_CLASSIFICATION, "schema_version": "1.3"})
+    manifest = {**artifact(tmp_path), "schema_version": "1.3"}
+    validate_manifest({**manifest, "task": LEGACY_CLASSIFICATION})  # raises if the schema dropped it
+    with pytest.raises(jsonschema.ValidationError, match="is not one of"):  # the task list is not open-ended
+        validate_manifest({**manifest, "task": "sentiments"})
 
 
 def test_the_schema_is_the_contract_package_data() -> None:

@@ -44,7 +44,9 @@ MEAN = {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pool
 
 
 def test_the_minilm_package_and_plain_folders_pass(tmp_path: Path) -> None:
-    require_mean_pooling(Path(default_base_model()))
+    packaged = Path(default_base_model())
+    assert (packaged / "modules.json").is_file(), "the package is a sentence-transformers folder: its pooling is read"
+    require_mean_pooling(packaged)  # raises unless mean pooling then Normalize
     require_mean_pooling(tmp_path)  # no modules.json: a plain HF folder
     require_mean_pooling(sentence_transformers_folder(tmp_path / "mean", MEAN))
 
