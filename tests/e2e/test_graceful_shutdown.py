@@ -57,6 +57,8 @@ def refuses_connections(url: str, within_s: float = 10) -> bool:
             httpx.get(f"{url}/health/live", timeout=2)
         except httpx.ConnectError:
             return True
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass  # accepted as the listener closed, then dropped unserved: still closing, poll again
         time.sleep(0.05)
     return False
 
