@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from jsonargparse import CLI
+from jsonargparse import CLI, set_parsing_settings
 
 from training.distributed import release_process_group
 from training.verbs.distill import distill
@@ -35,8 +35,9 @@ def main() -> None:
     for noisy in ("onnx_ir", "onnxscript"):  # the exporter's optimiser logs every rewrite at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # `--model.help` shows each field's docstring
     try:
-        CLI(VERBS, as_positional=False)
+        CLI(VERBS, as_positional=False, prog="python -m training")
     finally:  # every rank, also after an error, so that the real traceback is not followed by an abort
         release_process_group()
 

@@ -153,3 +153,20 @@ def test_make_run_recipes_leave_the_data_folder_to_ts_data_dir(profile: str) -> 
         if "--config" in args:
             recipe = yaml.safe_load((REPO / args[args.index("--config") + 1]).read_text())
             assert not [s for s in strings(recipe.get("data", {})) if "shared" in s or s.startswith("..")], target
+
+
+def test_a_sections_help_shows_each_fields_docstring(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m training sentiment --model.help ModelConfig` explains the options, not only their types."""
+    import sys
+
+    import training.__main__ as entry
+
+    monkeypatch.setattr(sys, "argv", ["python -m training", "sentiment", "--model.help", "ModelConfig"])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "usage: python -m training" in shown
+    assert "Cross-entropy label smoothing of the training loss" in shown
+    assert "Skip gradients for the word embeddings" in shown
