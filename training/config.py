@@ -33,6 +33,10 @@ class DataConfig:
     num_workers: int = 0
     max_train_examples: int | None = None
     """Random subset of the training split (None = all)."""
+    holdout_sentences: int = 0
+    """Validate on this many whole sentences held out of the training split, with their phrases of 4 or more words,
+    instead of val_file (for phrase-level data such as SST-2, whose dev.tsv is phrases of the training sentences);
+    0 = val_file."""
 
 
 @dataclass

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from training.classification.data import DataError, LengthGroupedBatchSampler, pad_collate, read_examples
+from training.classification.data import (
+    DataError,
+    Example,
+    LengthGroupedBatchSampler,
+    hold_out_sentences,
+    pad_collate,
+    read_examples,
+)
 
 LABELS = ["negative", "positive"]
 
@@ -78,3 +85,61 @@ def test_pad_collate() -> None:
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
+
+
+SENTENCES = [
+    ("a moving and stark reminder that the casualties of war reach much further than we imagine .", 1),
+    ("sheridan is painfully bad , a fourth-rate jim carrey who does n't understand dumb fun .", 0),
+    ("the film is a charming and often affecting journey through a small town .", 1),
+    ("an overlong , tedious mess that never finds the story it wants to tell .", 0),
+]
+
+
+def treebank() -> list[Example]:
+    """Each sentence with phrases of it, as SST-2's train split has them: a 5-word and a 4-word one, a 2-word one."""
+    rows: list[Example] = []
+    for text, label in SENTENCES:
+        words = text.split()
+        rows += [Example(text, label), Example(" ".join(words[:5]), label), Example(" ".join(words[-4:]), label),
+                 Example(" ".join(words[1:3]), label)]
+    return [*rows, Example("bad", 0), Example("charming", 1)]
+
+
+def test_held_out_sentences_take_their_longer_phrases_out_of_training() -> None:
+    rows = treebank()
+    train, validation = hold_out_sentences(rows, 2, seed=3)
+    assert len(validation) == 2 and {ex.text for ex in validation} <= {text for text, _ in SENTENCES}
+    held = " ".join(ex.text for ex in validation)
+    for ex in rows:
+        long_inside = len(ex.text.split()) >= 4 and ex.text in held
+        assert (ex in train) == (ex not in validation and not long_inside), ex
+    assert Example("bad", 0) in train and Example("charming", 1) in train  # short phrases stay
+    assert len(train) == len(rows) - 2 * 3  # each held-out sentence with its 5- and 4-word phrases
+    assert hold_out_sentences(rows, 2, seed=3) == (train, validation)  # the seed decides
+    assert {ex.text for ex in hold_out_sentences(rows, 4, seed=3)[1]} == {text for text, _ in SENTENCES}
+
+
+def test_holding_out_more_sentences_than_there_are_is_refused() -> None:
+    with pytest.raises(DataError, match="asked to hold out 5 sentences; the training split has 4"):
+        hold_out_sentences(treebank(), 5, seed=0)
+
+
+def test_the_datamodule_validates_on_held_out_sentences_and_never_reads_the_val_file(tiny_base: Path,
+                                                                                     tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.conftest import write_tsv
+    from training.classification.data import TextClassificationDataModule
+    from training.config import DataConfig
+
+    rows = treebank()
+    write_tsv(tmp_path / "train.tsv", [(ex.text, ex.label) for ex in rows])  # no dev.tsv: reading it would fail
+    datamodule = TextClassificationDataModule(DataConfig(data_dir=str(tmp_path), holdout_sentences=2),
+                                              AutoTokenizer.from_pretrained(tiny_base), 32, seed=3)
+    datamodule.setup("fit")
+    train, validation = hold_out_sentences(rows, 2, seed=3)
+    assert datamodule.splits["val"].texts == [ex.text for ex in validation]
+    assert datamodule.splits["train"].texts == [ex.text for ex in train]
+    with pytest.raises(DataError, match=r"dev\.tsv: file not found"):
+        TextClassificationDataModule(DataConfig(data_dir=str(tmp_path)), AutoTokenizer.from_pretrained(tiny_base),
+                                     32).setup("fit")

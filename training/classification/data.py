@@ -163,6 +163,37 @@ def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_leng
     return EncodedDataset(enc["input_ids"], list(labels), texts)
 
 
+HELD_OUT_PHRASE_WORDS = 4
+"""Training phrases of at least this many words inside a held-out sentence leave the training set with it; shorter
+ones (words, short n-grams) are shared by many sentences, as they are with test sentences, and stay."""
+
+
+def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, validation) from a phrase-level treebank split such as SST-2's train.tsv, which holds each sentence
+    and its labelled sub-phrases: ``count`` whole sentences (rows of 8 or more words inside no other row), drawn with
+    ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words inside one of them
+    leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's dev.tsv is phrases
+    of the training sentences: 89% of its rows lie inside a training row)."""
+    every = "\n".join(ex.text for ex in examples)
+    candidates = [i for i, ex in enumerate(examples) if len(ex.text.split()) >= 8]
+    random.Random(seed).shuffle(candidates)
+    held: list[int] = []
+    for i in candidates:
+        if len(held) == count:
+            break
+        if every.count(examples[i].text) == 1:  # inside no other row: a whole sentence
+            held.append(i)
+    if len(held) < count:
+        raise DataError(f"asked to hold out {count} sentences; the training split has {len(held)} (rows of 8 or "
+                        f"more words inside no other row)")
+    validation = [examples[i] for i in held]
+    inside = "\n".join(ex.text for ex in validation)
+    chosen = set(held)
+    train = [ex for i, ex in enumerate(examples) if i not in chosen
+             and not (len(ex.text.split()) >= HELD_OUT_PHRASE_WORDS and ex.text in inside)]
+    return train, validation
+
+
 def load_split(cfg: DataConfig, split: str) -> list[Example]:
     """Examples of one split, from files under ``cfg.data_dir`` or from an HF dataset id."""
     if cfg.hf_dataset:
@@ -185,6 +216,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.seed = seed
         self.splits: dict[str, EncodedDataset] = {}
+        self._held_out: tuple[list[Example], list[Example]] | None = None
 
     def _encode(self, examples: list[Example]) -> EncodedDataset:
         return encode(self.tokenizer, [ex.text for ex in examples], [ex.label for ex in examples], self.max_length)
@@ -194,11 +226,18 @@ class TextClassificationDataModule(L.LightningDataModule):
                                                                                       ("train", "val", "test"))
         for split in wanted:
             if split not in self.splits:
-                examples = load_split(self.cfg, split)
+                examples = self._examples(split)
                 if split == "train" and self.cfg.max_train_examples:
                     examples = random.Random(self.seed).sample(examples, min(len(examples),
                                                                               self.cfg.max_train_examples))
                 self.splits[split] = self._encode(examples)
+
+    def _examples(self, split: str) -> list[Example]:
+        if not self.cfg.holdout_sentences or split == "test":
+            return load_split(self.cfg, split)
+        if self._held_out is None:
+            self._held_out = hold_out_sentences(load_split(self.cfg, "train"), self.cfg.holdout_sentences, self.seed)
+        return self._held_out[split == "val"]
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(ds) for name, ds in self.splits.items()}
