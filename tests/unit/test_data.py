@@ -122,6 +122,8 @@ def test_held_out_sentences_take_their_longer_phrases_out_of_training() -> None:
 def test_holding_out_more_sentences_than_there_are_is_refused() -> None:
     with pytest.raises(DataError, match="asked to hold out 5 sentences; the training split has 4"):
         hold_out_sentences(treebank(), 5, seed=0)
+    with pytest.raises(DataError, match="must be a positive number of sentences"):
+        hold_out_sentences(treebank(), -1, seed=0)
 
 
 def test_the_datamodule_validates_on_held_out_sentences_and_never_reads_the_val_file(tiny_base: Path,

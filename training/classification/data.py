@@ -174,6 +174,8 @@ def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tu
     ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words inside one of them
     leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's dev.tsv is phrases
     of the training sentences: 89% of its rows lie inside a training row)."""
+    if count <= 0:
+        raise DataError(f"holdout_sentences must be a positive number of sentences (or 0 for val_file); got {count}")
     every = "\n".join(ex.text for ex in examples)
     candidates = [i for i, ex in enumerate(examples) if len(ex.text.split()) >= 8]
     random.Random(seed).shuffle(candidates)
