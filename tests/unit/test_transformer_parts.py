@@ -24,9 +24,10 @@ from transformer.position import sinusoidal_table
 TINY = TransformerConfig(vocab_size=97, context_length=32, n_layers=2, n_heads=4, d_model=32, d_ff=64)
 
 
-def report(what: str, diff: float, tolerance: float) -> None:
+def within(what: str, diff: float, tolerance: float) -> bool:
+    """Print the measured difference (the figures behind the parity claims) and whether it is within tolerance."""
     print(f"\n{what}: max abs diff {diff:.2e} (tolerance {tolerance:.0e})")
-    assert diff <= tolerance, what
+    return diff <= tolerance
 
 
 def model(**changes: object) -> TransformerLM:
@@ -41,7 +42,7 @@ def test_attention_equals_torch_sdpa() -> None:
     for name, m in (("no mask", None), ("causal + padding mask", mask)):
         out, weights = scaled_dot_product_attention(q, k, v, m)
         expected = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
-        report(f"sdpa output vs torch ({name})", float((out - expected).abs().max()), 1e-6)
+        assert within(f"sdpa output vs torch ({name})", float((out - expected).abs().max()), 1e-6)
         assert torch.allclose(weights.sum(dim=-1), torch.ones(2, 3, 5), atol=1e-6)
     assert mask is not None
     assert (weights.masked_select(~mask.expand_as(weights)) == 0).all()  # masked keys get exactly 0
@@ -61,16 +62,16 @@ def test_multi_head_attention_equals_nn_multiheadattention() -> None:
         out, _, weights = ours(x, mask)
         expected, expected_weights = theirs(x, x, x, attn_mask=~mask[0, 0], need_weights=True,
                                             average_attn_weights=False)  # their bool mask: True = hidden
-    report("multi-head attention output vs nn.MultiheadAttention", float((out - expected).abs().max()), 1e-5)
-    report("multi-head attention weights vs nn.MultiheadAttention", float((weights - expected_weights).abs().max()),
-           1e-5)
+    assert within("multi-head attention output vs nn.MultiheadAttention", float((out - expected).abs().max()), 1e-5)
+    assert within("multi-head attention weights vs nn.MultiheadAttention",
+                  float((weights - expected_weights).abs().max()), 1e-5)
 
 
 def test_sinusoidal_positions_follow_the_formula() -> None:
     table = sinusoidal_table(64, 16)
     expected = torch.tensor([[math.sin(p / 10000 ** (i / 16)) if i % 2 == 0 else math.cos(p / 10000 ** ((i - 1) / 16))
                               for i in range(16)] for p in range(64)], dtype=torch.float64)
-    report("sinusoidal table vs the formula", float((table.double() - expected).abs().max()), 1e-7)
+    assert within("sinusoidal table vs the formula", float((table.double() - expected).abs().max()), 1e-7)
     assert table.dtype == torch.float32 and torch.equal(table[0, 1::2], torch.ones(8))  # cos(0) = 1
 
 
@@ -104,10 +105,11 @@ def test_lm_with_gpt2_weights_equals_transformers_gpt2() -> None:
     with torch.no_grad():
         expected = gpt2(input_ids=ids, output_attentions=True)
         got = ours(ids, output_attentions=True)
-    report("LM logits vs transformers' GPT-2 (same weights)", float((got.logits - expected.logits).abs().max()), 1e-5)
+    assert within("LM logits vs transformers' GPT-2 (same weights)",
+                  float((got.logits - expected.logits).abs().max()), 1e-5)
     assert got.attentions is not None
-    report("LM attentions vs transformers' GPT-2", float((got.attentions - torch.stack(expected.attentions))
-                                                       .abs().max()), 1e-6)
+    assert within("LM attentions vs transformers' GPT-2",
+                  float((got.attentions - torch.stack(expected.attentions)).abs().max()), 1e-6)
 
 
 @pytest.mark.parametrize("experts", [0, 4])
@@ -121,8 +123,8 @@ def test_kv_cache_decoding_equals_full_recomputation(experts: int) -> None:
         for i in range(6, 10):
             step = lm(ids[:, i:i + 1], past=step.present)
             logits.append(step.logits)
-    report(f"KV-cache logits vs full recomputation ({experts} experts)",
-           float((torch.cat(logits, dim=1) - full.logits).abs().max()), 1e-5)
+    assert within(f"KV-cache logits vs full recomputation ({experts} experts)",
+                  float((torch.cat(logits, dim=1) - full.logits).abs().max()), 1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(step.present, full.present, strict=True))
     # nanoGPT's loop without a cache (the whole text again for every token) picks the same greedy tokens
     naive = ids[:1, :4]
@@ -140,7 +142,7 @@ def test_left_padding_with_own_positions_changes_nothing() -> None:
         alone = lm(ids).logits
         batched = lm(padded, attention_mask=torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]]),
                      position_ids=torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4]])).logits[:, 3:]
-    report("left-padded row vs the row alone", float((batched - alone).abs().max()), 1e-5)
+    assert within("left-padded row vs the row alone", float((batched - alone).abs().max()), 1e-5)
 
 
 def test_moe_whose_experts_are_one_ffn_equals_the_dense_model() -> None:
@@ -152,10 +154,10 @@ def test_moe_whose_experts_are_one_ffn_equals_the_dense_model() -> None:
     ids = torch.randint(0, 97, (2, 9))
     x = torch.randn(2, 9, 32)
     with torch.no_grad():
-        report("MoE block (identical experts) vs dense block",
-               float((moe.blocks[0](x)[0] - dense.blocks[0](x)[0]).abs().max()), 1e-6)
-        report("MoE LM (identical experts) vs dense LM", float((moe(ids).logits - dense(ids).logits).abs().max()),
-               1e-5)
+        assert within("MoE block (identical experts) vs dense block",
+                      float((moe.blocks[0](x)[0] - dense.blocks[0](x)[0]).abs().max()), 1e-6)
+        assert within("MoE LM (identical experts) vs dense LM",
+                      float((moe(ids).logits - dense(ids).logits).abs().max()), 1e-5)
 
 
 def test_moe_sends_each_token_to_its_top_k_experts() -> None:
@@ -172,7 +174,7 @@ def test_moe_sends_each_token_to_its_top_k_experts() -> None:
                        for j in range(2))
     assert torch.equal(routing.experts, chosen) and routing.experts.shape == (3, 5, 2)
     assert (routing.experts[..., 0] != routing.experts[..., 1]).all()
-    report("MoE output vs experts run one token at a time", float((out - expected).abs().max()), 1e-6)
+    assert within("MoE output vs experts run one token at a time", float((out - expected).abs().max()), 1e-6)
     assert routing.dropped == 0 and torch.isclose(routing.load.sum(), torch.tensor(1.0))
 
 
@@ -188,7 +190,7 @@ def test_moe_capacity_drops_second_choices_first() -> None:
     assert routing.dropped == 4
     gate = torch.softmax(torch.tensor([2.0, 0.0]), dim=0)[0]
     expected = torch.stack([gate * moe.experts[int(e)](x[0, t]) for t, e in enumerate([0, 0, 1, 1])])
-    report("MoE output with the second choices dropped", float((out[0] - expected).abs().max()), 1e-6)
+    assert within("MoE output with the second choices dropped", float((out[0] - expected).abs().max()), 1e-6)
 
 
 def test_moe_load_balancing_loss_on_a_hand_made_example() -> None:
