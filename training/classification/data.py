@@ -163,6 +163,8 @@ def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_leng
     return EncodedDataset(enc["input_ids"], list(labels), texts)
 
 
+SENTENCE_WORDS = 8
+"""The shortest row `hold_out_sentences` draws as a whole sentence (it must also lie inside no other row)."""
 HELD_OUT_PHRASE_WORDS = 4
 """Training phrases of at least this many words inside a held-out sentence leave the training set with it; shorter
 ones (words, short n-grams) are shared by many sentences, as they are with test sentences, and stay."""
@@ -170,14 +172,15 @@ ones (words, short n-grams) are shared by many sentences, as they are with test 
 
 def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
     """(train, validation) from a phrase-level treebank split such as SST-2's train.tsv, which holds each sentence
-    and its labelled sub-phrases: ``count`` whole sentences (rows of 8 or more words inside no other row), drawn with
-    ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words inside one of them
-    leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's dev.tsv is phrases
-    of the training sentences: 89% of its rows lie inside a training row)."""
+    and its labelled sub-phrases: ``count`` whole sentences (rows of `SENTENCE_WORDS` or more words inside no other
+    row), drawn with ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words
+    inside one of them leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's
+    dev.tsv is phrases of the training sentences: 89% of its rows lie inside a training row)."""
     if count <= 0:
         raise DataError(f"holdout_sentences must be a positive number of sentences (or 0 for val_file); got {count}")
     every = "\n".join(ex.text for ex in examples)
-    candidates = [i for i, ex in enumerate(examples) if len(ex.text.split()) >= 8]
+    words = [len(ex.text.split()) for ex in examples]
+    candidates = [i for i, n in enumerate(words) if n >= SENTENCE_WORDS]
     random.Random(seed).shuffle(candidates)
     held: list[int] = []
     for i in candidates:
@@ -186,13 +189,13 @@ def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tu
         if every.count(examples[i].text) == 1:  # inside no other row: a whole sentence
             held.append(i)
     if len(held) < count:
-        raise DataError(f"asked to hold out {count} sentences; the training split has {len(held)} (rows of 8 or "
-                        f"more words inside no other row)")
+        raise DataError(f"asked to hold out {count} sentences; the training split has {len(held)} (rows of "
+                        f"{SENTENCE_WORDS} or more words inside no other row)")
     validation = [examples[i] for i in held]
     inside = "\n".join(ex.text for ex in validation)
     chosen = set(held)
     train = [ex for i, ex in enumerate(examples) if i not in chosen
-             and not (len(ex.text.split()) >= HELD_OUT_PHRASE_WORDS and ex.text in inside)]
+             and not (words[i] >= HELD_OUT_PHRASE_WORDS and ex.text in inside)]
     return train, validation
 
 
