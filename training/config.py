@@ -37,10 +37,6 @@ class DataConfig:
     """Validate on this many whole sentences held out of the training split, with their phrases of 4 or more words,
     instead of val_file (for phrase-level data such as SST-2, whose dev.tsv is phrases of the training sentences);
     0 = val_file."""
-    sentence_copies: int = 1
-    """How many times each whole training sentence (a row of 8 or more words inside no other row) is read an epoch;
-    1 = once, as every other row. For phrase-level data such as SST-2, whose rows are mostly sentences' phrases while
-    the test set is whole sentences."""
 
 
 @dataclass

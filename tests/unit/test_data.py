@@ -14,8 +14,6 @@ from training.classification.data import (
     hold_out_sentences,
     pad_collate,
     read_examples,
-    repeat_sentences,
-    whole_sentences,
 )
 
 LABELS = ["negative", "positive"]
@@ -147,41 +145,3 @@ def test_the_datamodule_validates_on_held_out_sentences_and_never_reads_the_val_
     with pytest.raises(DataError, match=r"dev\.tsv: file not found"):
         TextClassificationDataModule(DataConfig(data_dir=str(tmp_path)), AutoTokenizer.from_pretrained(tiny_base),
                                      32).setup("fit")
-
-
-def test_whole_sentences_are_the_long_rows_inside_no_other_row() -> None:
-    rows = treebank()
-    assert {rows[i].text for i in whole_sentences(rows)} == {text for text, _ in SENTENCES}
-    twice = [*rows, rows[0]]  # a sentence given twice lies inside its twin; its phrases still lie inside it
-    assert {twice[i].text for i in whole_sentences(twice)} == {text for text, _ in SENTENCES[1:]}
-    short = [Example("too short to count", 1), Example("bad", 0)]
-    assert whole_sentences(short) == set()
-
-
-def test_repeated_sentences_are_appended_and_every_other_row_kept_once() -> None:
-    rows = treebank()
-    tripled = repeat_sentences(rows, 3)
-    assert tripled[:len(rows)] == rows
-    assert len(tripled) == len(rows) + 2 * len(SENTENCES)
-    for text, label in SENTENCES:
-        assert tripled.count(Example(text, label)) == 3
-    assert repeat_sentences(rows, 1) == rows
-    with pytest.raises(DataError, match="sentence_copies must be 1 or more; got 0"):
-        repeat_sentences(rows, 0)
-
-
-def test_the_datamodule_repeats_training_sentences_only(tiny_base: Path, tmp_path: Path) -> None:
-    from transformers import AutoTokenizer
-
-    from tests.conftest import write_tsv
-    from training.classification.data import TextClassificationDataModule
-    from training.config import DataConfig
-
-    rows = treebank()
-    for name in ("train.tsv", "dev.tsv"):
-        write_tsv(tmp_path / name, [(ex.text, ex.label) for ex in rows])
-    datamodule = TextClassificationDataModule(DataConfig(data_dir=str(tmp_path), sentence_copies=2),
-                                              AutoTokenizer.from_pretrained(tiny_base), 32)
-    datamodule.setup("fit")
-    assert datamodule.splits["train"].texts == [ex.text for ex in repeat_sentences(rows, 2)]
-    assert datamodule.splits["val"].texts == [ex.text for ex in rows]

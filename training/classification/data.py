@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,40 +164,30 @@ def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_leng
 
 
 SENTENCE_WORDS = 8
-"""The shortest row `whole_sentences` counts as a whole sentence (it must also lie inside no other row)."""
+"""The shortest row `hold_out_sentences` draws as a whole sentence (it must also lie inside no other row)."""
 HELD_OUT_PHRASE_WORDS = 4
 """Training phrases of at least this many words inside a held-out sentence leave the training set with it; shorter
 ones (words, short n-grams) are shared by many sentences, as they are with test sentences, and stay."""
 
 
-def whole_sentences(examples: Sequence[Example]) -> set[int]:
-    """The indices of the whole sentences of a phrase-level treebank split such as SST-2's train.tsv, which holds each
-    sentence and its labelled sub-phrases: rows of `SENTENCE_WORDS` or more words inside no other row."""
-    texts = [ex.text for ex in examples]
-    seen = Counter(texts)
-    whole: set[int] = set()
-    longer = ""  # the rows that are inside no longer one so far, one a line
-    for i in sorted(range(len(texts)), key=lambda i: -len(texts[i])):
-        if len(texts[i].split()) < SENTENCE_WORDS or texts[i] in longer:
-            continue
-        if seen[texts[i]] == 1:  # a row given twice lies inside its twin
-            whole.add(i)
-        longer += texts[i] + "\n"
-    return whole
-
-
 def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """(train, validation) from a phrase-level treebank split: ``count`` of its `whole_sentences`, drawn with
-    ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words inside one of them
-    leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's dev.tsv is phrases
-    of the training sentences: 89% of its rows lie inside a training row)."""
+    """(train, validation) from a phrase-level treebank split such as SST-2's train.tsv, which holds each sentence
+    and its labelled sub-phrases: ``count`` whole sentences (rows of `SENTENCE_WORDS` or more words inside no other
+    row), drawn with ``seed``, become the validation set, and every phrase of `HELD_OUT_PHRASE_WORDS` or more words
+    inside one of them leaves the training set. Validation then reads unseen sentences, as the test set does (SST-2's
+    dev.tsv is phrases of the training sentences: 89% of its rows lie inside a training row)."""
     if count <= 0:
         raise DataError(f"holdout_sentences must be a positive number of sentences (or 0 for val_file); got {count}")
+    every = "\n".join(ex.text for ex in examples)
     words = [len(ex.text.split()) for ex in examples]
-    whole = whole_sentences(examples)
     candidates = [i for i, n in enumerate(words) if n >= SENTENCE_WORDS]
     random.Random(seed).shuffle(candidates)
-    held = [i for i in candidates if i in whole][:count]
+    held: list[int] = []
+    for i in candidates:
+        if len(held) == count:
+            break
+        if every.count(examples[i].text) == 1:  # inside no other row: a whole sentence
+            held.append(i)
     if len(held) < count:
         raise DataError(f"asked to hold out {count} sentences; the training split has {len(held)} (rows of "
                         f"{SENTENCE_WORDS} or more words inside no other row)")
@@ -208,14 +197,6 @@ def hold_out_sentences(examples: Sequence[Example], count: int, seed: int) -> tu
     train = [ex for i, ex in enumerate(examples) if i not in chosen
              and not (words[i] >= HELD_OUT_PHRASE_WORDS and ex.text in inside)]
     return train, validation
-
-
-def repeat_sentences(examples: Sequence[Example], copies: int) -> list[Example]:
-    """``examples`` with each of its `whole_sentences` given ``copies`` times in all (the copies appended)."""
-    if copies < 1:
-        raise DataError(f"sentence_copies must be 1 or more; got {copies}")
-    whole = sorted(whole_sentences(examples)) if copies > 1 else []
-    return [*examples, *(examples[i] for i in whole for _ in range(copies - 1))]
 
 
 def load_split(cfg: DataConfig, split: str) -> list[Example]:
@@ -254,8 +235,6 @@ class TextClassificationDataModule(L.LightningDataModule):
                 if split == "train" and self.cfg.max_train_examples:
                     examples = random.Random(self.seed).sample(examples, min(len(examples),
                                                                               self.cfg.max_train_examples))
-                if split == "train":
-                    examples = repeat_sentences(examples, self.cfg.sentence_copies)
                 self.splits[split] = self._encode(examples)
 
     def _examples(self, split: str) -> list[Example]:
