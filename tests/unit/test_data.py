@@ -145,3 +145,27 @@ def test_the_datamodule_validates_on_held_out_sentences_and_never_reads_the_val_
     with pytest.raises(DataError, match=r"dev\.tsv: file not found"):
         TextClassificationDataModule(DataConfig(data_dir=str(tmp_path)), AutoTokenizer.from_pretrained(tiny_base),
                                      32).setup("fit")
+
+
+def test_evaluation_batches_hold_similar_lengths_in_an_order_that_reads_every_length_first(tiny_base: Path,
+                                                                                           tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.conftest import write_tsv
+    from training.classification.data import TextClassificationDataModule
+    from training.config import DataConfig
+
+    rows = [(" ".join(["good"] * n), n % 2) for n in range(1, 65)]  # 64 texts, each of another length
+    for name in ("train.tsv", "dev.tsv"):
+        write_tsv(tmp_path / name, rows)
+    datamodule = TextClassificationDataModule(DataConfig(data_dir=str(tmp_path), eval_batch_size=8),
+                                              AutoTokenizer.from_pretrained(tiny_base), 128, seed=3)
+    datamodule.setup("fit")
+    batches = list(datamodule.val_dataloader())
+    widths = [int(batch["attention_mask"].sum(1).max()) for batch in batches]
+    for batch in batches:  # each batch: 8 neighbours in length, so padding is at most 7 tokens a row
+        assert int(batch["attention_mask"].sum(1).min()) >= int(batch["attention_mask"].sum(1).max()) - 7
+    assert sorted(len(batch["labels"]) for batch in batches) == [8] * 8
+    assert widths != sorted(widths)  # not shortest first: a run reading 2 of the 8 batches reads longer rows too
+    assert max(widths[:2]) > sorted(widths)[1]
+    assert widths == [int(b["attention_mask"].sum(1).max()) for b in datamodule.val_dataloader()]  # same each time
