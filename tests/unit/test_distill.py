@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -99,6 +100,9 @@ def test_teacher_is_invisible_to_optimiser_and_checkpoint(teacher_dir: Path, tea
     assert "teacher" not in module.hparams and module.hparams["alpha"] == 0.5
     module.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    twin = copy.deepcopy(module)  # as Lightning's weight averaging copies the student
+    assert twin.teacher is teacher, "a copy of the student copied the teacher's weights"
+    assert all(a is not b for a, b in zip(twin.parameters(), module.parameters(), strict=True))
 
 
 def test_the_student_can_train_with_its_lowest_layers_frozen(teacher: torch.nn.Module, tmp_path: Path) -> None:

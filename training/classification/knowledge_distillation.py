@@ -59,14 +59,25 @@ def make_student(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     return student.train()
 
 
+class _Shared:
+    """Holds the frozen teacher for the student module: a deep copy of the student (Lightning's weight averaging
+    keeps one) shares the teacher instead of copying its weights."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _Shared:
+        return self
+
+
 class DistillationModule(TextClassifier):
     """A TextClassifier (the student) trained on the distillation loss.
 
     Validation, test, metrics and the optimiser are inherited: evaluation uses plain cross-entropy.
     Each training batch carries cached ``teacher_logits``, or the teacher attached with
     :meth:`attach_teacher` computes them on the fly. The teacher is deliberately not a registered
-    submodule: it is not in ``parameters()`` (so not in the optimiser), not in the checkpoint, and
-    ``.train()`` never reaches it; it stays frozen in eval mode and only runs under ``no_grad``.
+    submodule: it is not in ``parameters()`` (so not in the optimiser), not in the checkpoint, not in a copy of the
+    module, and ``.train()`` never reaches it; it stays frozen in eval mode and only runs under ``no_grad``.
     """
 
     def __init__(self, base_model: str, labels: list[str], alpha: float = 0.5, temperature: float = 2.0,
@@ -78,11 +89,15 @@ class DistillationModule(TextClassifier):
             raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0; got alpha={alpha}, T={temperature}")
         self.alpha = alpha
         self.temperature = temperature
-        self.teacher: nn.Module | None = None
+        self._teacher: _Shared | None = None
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher.module if self._teacher is not None else None
 
     def attach_teacher(self, teacher: nn.Module) -> None:
         """Use ``teacher`` for batches without cached logits (frozen, eval mode, unregistered)."""
-        object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
+        self._teacher = _Shared(teacher.eval().requires_grad_(False))
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
