@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
+from tests.conftest import write_tsv
 from training.classification.data import (
     DataError,
     Example,
     LengthGroupedBatchSampler,
+    TextClassificationDataModule,
     hold_out_sentences,
     pad_collate,
     read_examples,
 )
+from training.config import DataConfig
 
 LABELS = ["negative", "positive"]
 
@@ -126,40 +131,31 @@ def test_holding_out_more_sentences_than_there_are_is_refused() -> None:
         hold_out_sentences(treebank(), -1, seed=0)
 
 
+def datamodule_of(data_dir: Path, tiny_base: Path, seed: int = 0, **data: Any) -> TextClassificationDataModule:
+    """The DataModule of the files in ``data_dir`` with the tiny model's tokenizer (128 tokens a text)."""
+    return TextClassificationDataModule(DataConfig(data_dir=str(data_dir), **data),
+                                        AutoTokenizer.from_pretrained(tiny_base), 128, seed=seed)
+
+
 def test_the_datamodule_validates_on_held_out_sentences_and_never_reads_the_val_file(tiny_base: Path,
                                                                                      tmp_path: Path) -> None:
-    from transformers import AutoTokenizer
-
-    from tests.conftest import write_tsv
-    from training.classification.data import TextClassificationDataModule
-    from training.config import DataConfig
-
     rows = treebank()
     write_tsv(tmp_path / "train.tsv", [(ex.text, ex.label) for ex in rows])  # no dev.tsv: reading it would fail
-    datamodule = TextClassificationDataModule(DataConfig(data_dir=str(tmp_path), holdout_sentences=2),
-                                              AutoTokenizer.from_pretrained(tiny_base), 32, seed=3)
+    datamodule = datamodule_of(tmp_path, tiny_base, seed=3, holdout_sentences=2)
     datamodule.setup("fit")
     train, validation = hold_out_sentences(rows, 2, seed=3)
     assert datamodule.splits["val"].texts == [ex.text for ex in validation]
     assert datamodule.splits["train"].texts == [ex.text for ex in train]
     with pytest.raises(DataError, match=r"dev\.tsv: file not found"):
-        TextClassificationDataModule(DataConfig(data_dir=str(tmp_path)), AutoTokenizer.from_pretrained(tiny_base),
-                                     32).setup("fit")
+        datamodule_of(tmp_path, tiny_base).setup("fit")
 
 
 def test_evaluation_batches_hold_similar_lengths_in_an_order_that_reads_every_length_first(tiny_base: Path,
                                                                                            tmp_path: Path) -> None:
-    from transformers import AutoTokenizer
-
-    from tests.conftest import write_tsv
-    from training.classification.data import TextClassificationDataModule
-    from training.config import DataConfig
-
     rows = [(" ".join(["good"] * n), n % 2) for n in range(1, 65)]  # 64 texts, each of another length
     for name in ("train.tsv", "dev.tsv"):
         write_tsv(tmp_path / name, rows)
-    datamodule = TextClassificationDataModule(DataConfig(data_dir=str(tmp_path), eval_batch_size=8),
-                                              AutoTokenizer.from_pretrained(tiny_base), 128, seed=3)
+    datamodule = datamodule_of(tmp_path, tiny_base, seed=3, eval_batch_size=8)
     datamodule.setup("fit")
     batches = list(datamodule.val_dataloader())
     widths = [int(batch["attention_mask"].sum(1).max()) for batch in batches]
