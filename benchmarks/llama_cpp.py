@@ -7,7 +7,8 @@ no chat template) and the same request everywhere: streaming `POST /v1/completio
 0 (greedy; llama.cpp's default repeat penalty 1.1 set to 1.0, ours has none). The servers:
 
 - `python -m app` serving only the converted artifact (`import_gguf`: the GGUF dequantised to fp32), runtime
-  onnx and torch, `APP_THREADS` = --threads;
+  onnx and torch, `APP_THREADS` = --threads; and, when the artifact has it, onnx on its weight-only int8 decoder
+  (`APP_ONNX_VARIANT=int8`: model.int8.onnx served under the artifact's name);
 - llama-cpp-python's server (`python -m llama_cpp.server` from its own venv, --llama-python) on the GGUF file
   itself, `--n_threads`/`--n_threads_batch` = --threads, n_batch its default. It runs one request at a time; with
   `--interrupt_requests false` the others wait their turn; its default (true) ends a running stream as soon as
@@ -157,8 +158,9 @@ def run_server(args: argparse.Namespace, server: str, prompts: list[str], concur
         if server.startswith(LLAMA):
             context = llama_server(args, port, interrupt=server == LLAMA_DEFAULT)
         else:
-            runtime = server.split()[-1]
-            env = app_env(models, port, runtime, args.threads, {"APP_REQUEST_TIMEOUT_S": "3600"})
+            runtime, *variant = server.split()[1:]  # "ours onnx int8": APP_ONNX_VARIANT=int8 serves it as --model
+            extra = {"APP_REQUEST_TIMEOUT_S": "3600", **({"APP_ONNX_VARIANT": variant[0]} if variant else {})}
+            env = app_env(models, port, runtime, args.threads, extra)
             context = serve(f"app-{runtime}", app_argv(), env, port, "/health/ready")
         with context as running:
             print(f"==> {server}: ready in {running.ready_s:.1f} s; untimed pass", flush=True)
@@ -202,8 +204,9 @@ def main() -> None:
     prompts = [ex.text for ex in read_examples(args.data / "sst2" / "test.tsv", "sentence", "label",
                                                ["negative", "positive"])][:args.prompts]
     tokenizer = AutoTokenizer.from_pretrained(args.models_dir / args.model / "hf")
-    servers = {"ours onnx": args.concurrency, "ours torch": args.concurrency, LLAMA: args.concurrency,
-               LLAMA_DEFAULT: [max(args.concurrency)]}
+    variants = json.loads((args.models_dir / args.model / "manifest.json").read_text())["onnx"].get("variants", {})
+    ours = ["ours onnx", *(["ours onnx int8"] if "int8" in variants else []), "ours torch"]
+    servers = {**dict.fromkeys(ours, args.concurrency), LLAMA: args.concurrency, LLAMA_DEFAULT: [max(args.concurrency)]}
     rows: list[dict[str, Any]] = []
     continuations: dict[str, list[list[int]]] = {}
     usage_check: dict[str, Any] = {}
@@ -217,7 +220,7 @@ def main() -> None:
     base = {r["concurrency"]: r["tokens_per_s"] for r in rows if r["server"] == LLAMA}
     rows = [r | {"vs_llama_cpp": r["tokens_per_s"] / base[r["concurrency"]]} for r in rows]
     agreement = {f"{server} vs ours onnx": greedy_agreement(continuations["ours onnx"], continuations[server])
-                 for server in ("ours torch", LLAMA)}
+                 for server in (*ours[1:], LLAMA)}
     gguf_types = gguf_tensor_types(args.gguf)
     llama_info = llama_cpp_info(args.llama_python)
     lines = [f"- {name}: {a['tokens_identical']:.3f} of tokens identical before the first difference, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -63,6 +64,16 @@ class Artifact:
     @property
     def onnx_model(self) -> Path:
         return self.path / str(self.manifest["onnx"]["model"])
+
+    def variant(self, name: str) -> Artifact:
+        """The artifact seen through one of its ONNX variants (manifest ``onnx.variants``, schema 1.3; e.g. int8):
+        that graph as ``onnx.model``, its name as ``onnx.variant``, its own metrics in place of the fp32 ones."""
+        spec = self.onnx.get("variants", {}).get(name)
+        if spec is None:
+            raise ArtifactError(f"{self.name} has no ONNX variant {name!r}")
+        self.require(spec["model"])
+        onnx = {**self.onnx, "model": spec["model"], "variant": name}
+        return dataclasses.replace(self, manifest={**self.manifest, "onnx": onnx, "metrics": spec["metrics"]})
 
     def require(self, *relative: str) -> None:
         """Each of ``relative`` is listed in the manifest (so it was verified); else `ArtifactError`."""

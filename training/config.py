@@ -8,6 +8,8 @@ from pathlib import Path
 
 # The data folder beside the checkout; override with --data.data_dir, a recipe, or TS_DATA_DIR.
 DEFAULT_DATA_ROOT = Path(os.environ.get("TS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DEFAULT_LM_EVAL_TEXT = DEFAULT_DATA_ROOT / "corpus" / "moby-dick" / "chapter_1.txt"
+"""The text a causal LM's int8 graph is measured on against its fp32 one."""
 
 
 def default_base_model() -> str:

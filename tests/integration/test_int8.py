@@ -77,9 +77,9 @@ def test_quantize_takes_a_schema_1_3_sentiment_artifact_and_writes_the_current_t
     assert INT8 in manifest["files"] and manifest["created_at"] == legacy["created_at"]
 
 
-def test_quantize_refuses_other_tasks(tiny_lm_artifact: Path) -> None:
-    with pytest.raises(ValueError, match="only text-classification artifacts"):
-        quantize(tiny_lm_artifact, DataConfig())
+def test_quantize_refuses_other_tasks(tiny_embedding_artifact: Path) -> None:
+    with pytest.raises(ValueError, match="only text-classification and text-generation artifacts"):
+        quantize(tiny_embedding_artifact, DataConfig())
 
 
 def sentiment(client: Any, model: str) -> list[str]:

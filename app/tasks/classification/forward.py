@@ -8,7 +8,6 @@ maps.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy.typing as npt
 
 from app.runtimes import Runtime
 from app.tasks.text import trace_inputs
-from contract import Artifact, ArtifactError
+from contract import Artifact
 
 INPUTS = ("input_ids", "attention_mask")
 ATTENTION_OUTPUTS = ["logits", "attentions"]
@@ -38,17 +37,6 @@ class Forward(Protocol):
     def on_variant(self, artifact: Artifact) -> Forward: ...
 
     def info(self) -> dict[str, Any]: ...
-
-
-def variant_artifact(artifact: Artifact, variant: str) -> Artifact:
-    """The artifact seen through one of its ONNX variants (manifest ``onnx.variants``, schema 1.3): that graph
-    as ``onnx.model``, its own metrics in place of the fp32 ones."""
-    spec = artifact.onnx.get("variants", {}).get(variant)
-    if spec is None:
-        raise ArtifactError(f"{artifact.name} has no ONNX variant {variant!r}")
-    artifact.require(spec["model"])
-    onnx = {**artifact.onnx, "model": spec["model"], "variant": variant}
-    return dataclasses.replace(artifact, manifest={**artifact.manifest, "onnx": onnx, "metrics": spec["metrics"]})
 
 
 class OnnxForward:

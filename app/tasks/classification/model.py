@@ -20,7 +20,7 @@ from app.runtimes import Runtime
 from app.settings import LongTextStrategy
 from app.tasks.attention import AttentionResult, TokenLimitError
 from app.tasks.base import BatchModel
-from app.tasks.classification.forward import Floats, Forward, make_forward, variant_artifact
+from app.tasks.classification.forward import Floats, Forward, make_forward
 from app.tasks.classification.long_text import Split, Splitter, average, pad
 from app.tasks.text import WARMUP_SENTENCE, WARMUP_TEXTS, TextEncoder, softmax
 from contract import Artifact
@@ -143,7 +143,7 @@ class Classifier(BatchModel):
         if variant == self.forward.variant:
             return self
         twin = copy.copy(self)
-        twin.artifact = variant_artifact(self.artifact, variant)
+        twin.artifact = self.artifact.variant(variant)
         twin._forward = self.forward.on_variant(twin.artifact)
         return twin
 

@@ -1,6 +1,6 @@
 """Generation on ONNX Runtime: a decoding loop over model.onnx, the KV-cache decoder of the artifact contract
-(the graph always takes a past; the first call passes one masked dummy position, see models/README.md), and
-attention maps from ``model.attn.onnx``.
+(the graph always takes a past; the first call passes one masked dummy position, see models/README.md), or over
+one of its variants (the weight-only int8 ``model.int8.onnx``), and attention maps from ``model.attn.onnx``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,25 @@ class OnnxGenerator(AttendingGenerator):
 
     def __init__(self, artifact: Artifact, runtime: OnnxRuntime) -> None:
         super().__init__(artifact, runtime)
+        self.variant = str(artifact.onnx.get("variant", "fp32"))
+        self._attention_source: OnnxGenerator | None = None
+        """The generator whose attention forward this one uses (a variant's: the fp32 model's, built once)."""
+
+    def variants(self) -> list[str]:
+        return sorted(self.artifact.onnx.get("variants", {}))
+
+    def with_variant(self, variant: str) -> OnnxGenerator:
+        """This generator on another of its decoder graphs; the tokenizer, the chat template and the attention
+        graph (there is one, fp32) are shared."""
+        if variant == self.variant:
+            return self
+        twin = OnnxGenerator(self.artifact.variant(variant), self.runtime)
+        twin._tokenizer, twin.chat_template, twin._attention_source = self.tokenizer, self.chat_template, self
+        twin._load_model()
+        return twin
+
+    def _info(self) -> dict[str, Any]:
+        return {**super()._info(), "variant": self.variant}
 
     def _load_model(self) -> None:
         spec = self.artifact.onnx
@@ -72,6 +91,8 @@ class OnnxGenerator(AttendingGenerator):
         """A session on ``model.attn.onnx`` (schema 1.2, see models/README.md): ``input_ids``, ``attention_mask``
         ``[batch, seq]`` -> ``logits`` at the last position ``[batch, vocab]``, ``attentions``
         ``[layers, batch, heads, seq, seq]`` and, when the manifest lists it (schema 1.5), ``routing``."""
+        if self._attention_source is not None:
+            return self._attention_source._attention_forward()
         spec = self.artifact.onnx
         if "attention" not in spec or not set(ATTENTION_OUTPUTS) <= set(spec.get("attention_outputs", [])):
             raise AttentionUnavailable(
