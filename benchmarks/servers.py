@@ -3,6 +3,8 @@
 A server runs as a child process with its output in a log file; `serve()` waits until its readiness URL
 answers 200, samples the RSS of its whole process tree (LitServe runs its workers as child processes)
 in a background thread, and on exit terminates the tree (children included) and reports peak and last RSS.
+Every server (this one, LitServe, the naive one, llama.cpp's) runs on jemalloc where it is installed, as `make run`
+and the image run this one; a row's ``LD_PRELOAD=`` (empty) runs it on glibc's malloc.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+JEMALLOC = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+"""Where `make run` (MALLOC_LIB) and the image find jemalloc."""
+
+
+def jemalloc() -> str | None:
+    """The jemalloc library `make run` preloads under the server, None where it is not installed."""
+    return next((str(path) for pattern in JEMALLOC for path in sorted(Path("/").glob(pattern.lstrip("/")))), None)
+
+
+def allocator_env() -> dict[str, str]:
+    """``LD_PRELOAD`` of jemalloc for a server process (before any preload of this process's environment)."""
+    library = jemalloc()
+    if library is None:
+        return {}
+    inherited = os.environ.get("LD_PRELOAD")
+    return {"LD_PRELOAD": f"{library}:{inherited}" if inherited else library}
 
 
 def free_port() -> int:
@@ -130,7 +148,8 @@ def serve(name: str, argv: list[str], env: dict[str, str], port: int, ready_path
     log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
     with log.open("wb") as sink:
         began = time.perf_counter()
-        process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
+        process = subprocess.Popen(argv, env={**os.environ, **allocator_env(), **env}, stdout=sink,
+                                   stderr=subprocess.STDOUT, cwd=cwd)
     clean = False
     try:
         with httpx.Client(base_url=url, timeout=2) as client:
@@ -207,4 +226,5 @@ def machine_info() -> dict[str, object]:
             packages[package] = None
     return {"cpu": cpu, "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
-            "platform": platform.platform(), "load_avg_at_start": os.getloadavg(), "packages": packages}
+            "platform": platform.platform(), "load_avg_at_start": os.getloadavg(), "packages": packages,
+            "server_malloc": jemalloc() or "glibc"}
