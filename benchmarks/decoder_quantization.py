@@ -8,8 +8,10 @@ The variants are written to --work-dir, never into the artifact: fp32 (the artif
 quantised at run time); `nbits8` and `nbits4`, `MatMulNBitsQuantizer` (weight-only, blocks of 32 along the input
 dimension, asymmetric: a scale and a zero point per block, the layout of the GGUF's Q4_1) with accuracy level 4
 (activations quantised to int8 inside the kernel, as llama.cpp does for its Q4_1 dot products); `nbits4-fp32`
-the same 4-bit weights computed in fp32. The decode loop is the server's (the app's `OnnxGenerator` on the app's
-session options, its session swapped for each variant's), in this process, one prompt at a time, greedy.
+the same 4-bit weights computed in fp32. `nbits8` is the graph `import_gguf` and `training quantize` now write into
+the artifact as its int8 variant (model.int8.onnx, `training/export/decoder_int8.py`). The decode loop is the
+server's (the app's `OnnxGenerator` on the app's session options, its session swapped for each variant's), in this
+process, one prompt at a time, greedy.
 Per variant: file size, time to first token and decode tokens/s (medians over the prompts), the greedy
 continuations' agreement with fp32 (`report.greedy_agreement`), perplexity on --ppl-tokens tokens of the corpus
 (windows of --ppl-window), and the share of decode time per operator type. Writes

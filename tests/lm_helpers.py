@@ -23,7 +23,8 @@ def write_corpus(root: Path, copies: int = 6) -> Path:
     return root
 
 
-def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool = True) -> Path:
+def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool = True,
+                          int8: Path | None = None) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -37,7 +38,7 @@ def make_tiny_lm_artifact(models_dir: Path, name: str = "tiny-gpt2", onnx: bool 
     model = GPT2LMHeadModel(GPT2Config(**config)).eval()
     return export_lm(model, tokenizer, models_dir, name, base_model="gpt2-tiny (random, test fixture)",
                      context_length=CONTEXT, metrics={"perplexity": float(len(tokenizer))},
-                     training={"note": "untrained test fixture"}, onnx=onnx)
+                     training={"note": "untrained test fixture"}, onnx=onnx, int8=int8)
 
 
 def without_attention_graph(artifact: Path, models_dir: Path) -> Path:

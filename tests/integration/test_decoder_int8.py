@@ -50,6 +50,16 @@ def test_quantize_writes_the_decoder_variant_with_its_measurements(quantized: Pa
     assert sorted(p.name for p in quantized.parent.iterdir()) == [quantized.name]  # no staging leftovers
 
 
+def test_export_writes_the_decoder_variant_too(tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(LINES))
+    artifact = make_tiny_lm_artifact(tmp_path / "models", int8=text)
+    manifest = open_artifact(artifact).manifest
+    metrics = manifest["onnx"]["variants"]["int8"]["metrics"]
+    assert INT8 in manifest["files"] and 100 < metrics["split_sizes"]["evaluated_tokens"] < 512
+    assert metrics["fp32_perplexity"] == pytest.approx(metrics["perplexity"], rel=0.05)
+
+
 def test_quantize_refuses_a_decoder_without_onnx(tmp_path: Path) -> None:
     artifact = make_tiny_lm_artifact(tmp_path, onnx=False)
     with pytest.raises(ValueError, match="no ONNX graph to quantise"):
