@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
     EMAWeightAveraging,
@@ -88,9 +89,11 @@ def fit_and_keep_last(fitter: L.Trainer, module: L.LightningModule, datamodule: 
 
     Weight averaging ends here: best.ckpt holds the average as its weights, and the averaging callback, if still
     attached, would load the trained weights beside them instead when the best checkpoint is then tested."""
-    start = time.perf_counter()
-    fitter.fit(module, datamodule=datamodule, ckpt_path=resume_path(run_dir, resume), weights_only=True)
+    start, checkpoint = time.perf_counter(), resume_path(run_dir, resume)
+    fitter.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        check_resumed(fitter, checkpoint)
     fitter.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     fitter.callbacks = [c for c in fitter.callbacks if not isinstance(c, WeightAveraging)]
     return seconds
@@ -103,6 +106,26 @@ def resume_path(run_dir: Path, resume: bool) -> str | None:
         log.info("resuming from %s", last)
         return str(last)
     return None
+
+
+class StaleRun(RuntimeError):
+    """A resumed fit could not continue the run in runs/<name>/: its result would not be what was asked for."""
+
+
+def check_resumed(fitter: L.Trainer, checkpoint: str) -> None:
+    """Raise `StaleRun` when resuming from ``checkpoint`` trained nothing although this fit's budget wants more
+    steps and no early stop ended the run: Lightning counts an epoch that ``max_steps`` cut short as finished, so
+    a run stopped at, say, 20 steps and resumed with ``max_epochs: 1`` would otherwise be tested and exported as
+    it is. Resuming a finished run of the same budget (re-exporting it) passes."""
+    resumed_at = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    budget = int(fitter.estimated_stepping_batches)
+    early = fitter.early_stopping_callback
+    stopped_early = early is not None and early.stopped_epoch > 0
+    if fitter.global_step == resumed_at < budget and not stopped_early:
+        raise StaleRun(f"{checkpoint} stopped at step {resumed_at} and resuming it trained no step of this fit's "
+                       f"{budget} (Lightning counts its last, cut-short epoch as done): it is a run of another "
+                       "budget. Start over with --output.resume false (its checkpoints are overwritten), pick "
+                       "another --output.name, or give it more epochs (--trainer.max_epochs).")
 
 
 def best_checkpoint(trainer: L.Trainer) -> str:

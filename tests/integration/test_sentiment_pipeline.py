@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from contract import TEXT_CLASSIFICATION, open_artifact, sha256_file, validate_manifest
 from training.config import DataConfig, ModelConfig, OutputConfig, SentimentConfig, TrainerConfig
+from training.trainer import StaleRun
 from training.verbs.export import export
 from training.verbs.sentiment import run
 
@@ -48,6 +50,25 @@ def test_resume_continues_from_the_last_checkpoint(trained: tuple[Path, Path]) -
     first_steps = [_logged_steps(p) for p in sorted((runs / "logs").glob("version_*/metrics.csv"))]
     assert len(first_steps) == 2
     assert min(first_steps[1]) > 16, "the second run continued after step 16 instead of starting over"
+
+
+def test_a_run_cut_short_by_max_steps_is_not_passed_off_as_a_longer_one(tiny_base: Path, tiny_data: Path,
+                                                                        tmp_path: Path) -> None:
+    """256 rows in batches of 16: an epoch is 16 steps. A 3-step run resumed with ``max_epochs: 1`` would train
+    nothing (Lightning counts the cut epoch as done) and export the 3-step model: refused."""
+    def budget(cfg: SentimentConfig, max_steps: int, resume: bool = True) -> SentimentConfig:
+        return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, max_steps=max_steps, max_epochs=1),
+                                   output=dataclasses.replace(cfg.output, resume=resume))
+
+    base = config(tiny_base, tiny_data, tmp_path, max_steps=3)
+    steps = tmp_path / "runs" / "tiny" / "test_metrics.json"
+    run(budget(base, 3))
+    run(budget(base, 3))  # the same finished run again: re-tested and re-exported, nothing to train
+    assert json.loads(steps.read_text())["global_step"] == 3
+    with pytest.raises(StaleRun, match=r"stopped at step 3 .* no step of this fit's 16"):
+        run(budget(base, -1))
+    run(budget(base, -1, resume=False))
+    assert json.loads(steps.read_text())["global_step"] == 16
 
 
 def _logged_steps(path: Path) -> list[int]:
