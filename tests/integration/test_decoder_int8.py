@@ -12,7 +12,7 @@ import pytest
 
 from contract import open_artifact, sha256_file
 from tests.integration.conftest import serve
-from tests.lm_helpers import LINES, make_tiny_lm_artifact
+from tests.lm_helpers import CONTEXT, LINES, make_tiny_lm_artifact
 from training.export.int8 import INT8
 from training.verbs.quantize import quantize
 
@@ -58,6 +58,35 @@ def test_export_writes_the_decoder_variant_too(tmp_path: Path) -> None:
     metrics = manifest["onnx"]["variants"]["int8"]["metrics"]
     assert INT8 in manifest["files"] and 100 < metrics["split_sizes"]["evaluated_tokens"] < 512
     assert metrics["fp32_perplexity"] == pytest.approx(metrics["perplexity"], rel=0.05)
+
+
+def test_import_gguf_writes_the_decoder_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verb's own path from a loaded GGUF model to the artifact (the GGUF reading stubbed: a tiny GPT-2)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from training.language_model.causal_lm import gpt2_config
+    from training.language_model.corpus import train_tokenizer
+    from training.verbs import import_gguf as verb
+
+    tokenizer = train_tokenizer(LINES * 4, vocab_size=320, max_length=CONTEXT)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(**gpt2_config("tiny", len(tokenizer), CONTEXT, int(tokenizer.eos_token_id))))
+    load_model, load_tokenizer = verb.AutoModelForCausalLM.from_pretrained, verb.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(verb.AutoModelForCausalLM, "from_pretrained",  # only the GGUF is stubbed, not the export's
+                        lambda *args, **kwargs: model if "gguf_file" in kwargs else load_model(*args, **kwargs))
+    monkeypatch.setattr(verb.AutoTokenizer, "from_pretrained",
+                        lambda *args, **kwargs: tokenizer if "gguf_file" in kwargs else load_tokenizer(*args, **kwargs))
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(LINES))
+    gguf = tmp_path / "tiny.gguf"
+    with pytest.raises(FileNotFoundError, match="--int8 null"):
+        verb.import_gguf(gguf, name="tiny-gguf", models_dir=tmp_path / "models", context_length=CONTEXT,
+                         int8=tmp_path / "missing.txt")
+    artifact = verb.import_gguf(gguf, name="tiny-gguf", models_dir=tmp_path / "models", context_length=CONTEXT,
+                                int8=text)
+    variant = open_artifact(artifact).manifest["onnx"]["variants"]["int8"]
+    assert variant["model"] == INT8 and (artifact / INT8).is_file() and variant["metrics"]["perplexity"] > 1
 
 
 def test_quantize_refuses_a_decoder_without_onnx(tmp_path: Path) -> None:

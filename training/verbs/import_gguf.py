@@ -66,4 +66,5 @@ def import_gguf(gguf: Path | None = None, name: str = "smollm2-135m-instruct", m
              sum(p.numel() for p in model.parameters()) / 1e6)
     training = {"gguf": str(path), "distributed": single_process("no training: a GGUF converted in one process")}
     return export_lm(model, tokenizer, Path(models_dir), name, base_model=f"{path.name} (GGUF, dequantised)",
-                     context_length=context_length, metrics={}, training=training, onnx=onnx)
+                     context_length=context_length, metrics={}, training=training, onnx=onnx,
+                     int8=Path(int8) if onnx and int8 is not None else None)
