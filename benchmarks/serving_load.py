@@ -48,6 +48,7 @@ from servers import (
 )
 from wrk import run_wrk
 
+from contract import LEGACY_CLASSIFICATION, SENTENCE_EMBEDDING, TEXT_CLASSIFICATION
 from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
 
@@ -166,8 +167,11 @@ def memory_row(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
         for model in models:
             name, top = model["name"], max(args.concurrency)
             print(f"  memory: load on {name} for {args.duration}s", flush=True)
-            if model["task"] == "sentiment":
+            if model["task"] in (TEXT_CLASSIFICATION, LEGACY_CLASSIFICATION):
                 result = run_wrk(f"{server.url}/v1/sentiment", [{"text": t, "model": name} for t in texts],
+                                 args.duration, top, args.wrk_threads, args.timeout)
+            elif model["task"] == SENTENCE_EMBEDDING:
+                result = run_wrk(f"{server.url}/v1/embeddings", [{"input": t, "model": name} for t in texts],
                                  args.duration, top, args.wrk_threads, args.timeout)
             else:
                 prompts = [{"prompt": t, "max_new_tokens": 32, "model": name} for t in texts[:64]]
