@@ -106,22 +106,23 @@ def test_the_schema_is_the_contract_package_data() -> None:
     assert SCHEMA_PATH.parent.name == "contract" and SCHEMA_PATH.is_file()
 
 
-def test_a_written_artifact_opens_with_strong_verification(tmp_path: Path) -> None:
-    root = tmp_path / "demo"
+def openable(root: Path) -> Path:
+    """``root`` with the files `open_artifact` requires (the HF config, tokenizer and weights) and a model.onnx."""
     (root / "hf").mkdir(parents=True)
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
         (root / "hf" / name).write_text("{}")
     (root / "model.onnx").write_bytes(b"\x00onnx")
+    return root
+
+
+def test_a_written_artifact_opens_with_strong_verification(tmp_path: Path) -> None:
+    root = openable(tmp_path / "demo")
     write_manifest(root, copy.deepcopy(FIELDS))
     assert open_artifact(root).task == TEXT_CLASSIFICATION
 
 
 def test_an_artifact_seen_through_its_variant(tmp_path: Path) -> None:
-    root = tmp_path / "demo"
-    (root / "hf").mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json", "model.safetensors"):
-        (root / "hf" / name).write_text("{}")
-    (root / "model.onnx").write_bytes(b"\x00onnx")
+    root = openable(tmp_path / "demo")
     (root / "model.int8.onnx").write_bytes(b"\x00int8")
     fields = copy.deepcopy(FIELDS)
     fields["onnx"]["variants"] = {"int8": {"model": "model.int8.onnx", "metrics": {"test_accuracy": 0.8}},
