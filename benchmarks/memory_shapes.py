@@ -13,7 +13,6 @@ and prints the table.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import statistics
@@ -26,18 +25,12 @@ from typing import Any
 
 import psutil
 from report import write_results
-from servers import REPO, machine_info, tree_rss
+from servers import MALLOC_LIBRARIES, REPO, machine_info, malloc_library, tree_rss
 
 RESULTS = REPO / "benchmarks" / "results"
-LIBRARIES = {"jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
-
-
 def library(malloc: str) -> str | None:
     """The shared library to preload for ``malloc`` (None: the system's; '' when it is not installed)."""
-    if malloc == "system":
-        return None
-    found = sorted(glob.glob(f"/usr/lib/*-linux-gnu/{LIBRARIES[malloc]}") + glob.glob(f"/usr/lib/{LIBRARIES[malloc]}"))
-    return found[0] if found else ""
+    return None if malloc == "system" else malloc_library(malloc) or ""
 
 
 def rss_mib() -> float:
@@ -131,7 +124,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runtimes", nargs="+", default=["torch:bf16", "torch:fp32", "onnx:fp32"],
                         help="runtime:dtype pairs (torch:bf16 needs a CPU with avx512_bf16 or AMX)")
     parser.add_argument("--mallocs", nargs="+", default=["system", "jemalloc", "tcmalloc"],
-                        choices=["system", *LIBRARIES])
+                        choices=["system", *MALLOC_LIBRARIES])
     parser.add_argument("--sweeps", type=int, default=8)
     parser.add_argument("--shapes", type=int, default=300, help="random batch shapes per sweep")
     parser.add_argument("--seed", type=int, default=0)

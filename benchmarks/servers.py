@@ -27,18 +27,21 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-JEMALLOC = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
-"""Where `make run` (MALLOC_LIB) and the image find jemalloc."""
+MALLOC_LIBRARIES = {"jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
+MALLOC_DIRS = ("/usr/lib/*-linux-gnu", "/usr/lib", "/usr/local/lib")
+"""Where `make run` (MALLOC_LIB) and the image find jemalloc, in that order."""
 
 
-def jemalloc() -> str | None:
-    """The jemalloc library `make run` preloads under the server, None where it is not installed."""
-    return next((str(path) for pattern in JEMALLOC for path in sorted(Path("/").glob(pattern.lstrip("/")))), None)
+def malloc_library(malloc: str) -> str | None:
+    """The installed shared library of ``malloc`` (jemalloc, tcmalloc) to preload, None where it is not installed."""
+    name = MALLOC_LIBRARIES[malloc]
+    return next((str(path) for folder in MALLOC_DIRS for path in sorted(Path("/").glob(f"{folder[1:]}/{name}"))),
+                None)
 
 
 def allocator_env() -> dict[str, str]:
     """``LD_PRELOAD`` of jemalloc for a server process (before any preload of this process's environment)."""
-    library = jemalloc()
+    library = malloc_library("jemalloc")
     if library is None:
         return {}
     inherited = os.environ.get("LD_PRELOAD")
@@ -227,4 +230,4 @@ def machine_info() -> dict[str, object]:
     return {"cpu": cpu, "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
             "platform": platform.platform(), "load_avg_at_start": os.getloadavg(), "packages": packages,
-            "server_malloc": jemalloc() or "glibc"}
+            "server_malloc": malloc_library("jemalloc") or "glibc"}

@@ -12,26 +12,27 @@ from benchmarks import servers
 
 
 def test_jemalloc_goes_first_in_the_preload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servers, "jemalloc", lambda: "/lib/libjemalloc.so.2")
+    monkeypatch.setattr(servers, "malloc_library", lambda malloc: f"/lib/lib{malloc}.so.2")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     assert servers.allocator_env() == {"LD_PRELOAD": "/lib/libjemalloc.so.2"}
     monkeypatch.setenv("LD_PRELOAD", "/lib/other.so")
     assert servers.allocator_env() == {"LD_PRELOAD": "/lib/libjemalloc.so.2:/lib/other.so"}
-    monkeypatch.setattr(servers, "jemalloc", lambda: None)
+    monkeypatch.setattr(servers, "malloc_library", lambda malloc: None)
     assert servers.allocator_env() == {}
 
 
 def test_jemalloc_is_found_where_make_run_finds_it() -> None:
-    found = servers.jemalloc()
+    found = servers.malloc_library("jemalloc")
     makefile = Path(servers.REPO / "Makefile").read_text()
-    assert all(pattern in makefile or pattern.startswith("/usr/local") for pattern in servers.JEMALLOC)
+    assert all(f"{folder}/libjemalloc.so.2" in makefile or folder.startswith("/usr/local")
+               for folder in servers.MALLOC_DIRS)
     assert found is None or (Path(found).is_file() and found.endswith("libjemalloc.so.2"))
 
 
 @pytest.mark.parametrize(("row_env", "expected"), [({}, "/lib/libjemalloc.so.2"), ({"LD_PRELOAD": ""}, "")])
 def test_a_row_can_run_its_server_on_glibc(monkeypatch: pytest.MonkeyPatch, row_env: dict[str, str],
                                            expected: str) -> None:
-    monkeypatch.setattr(servers, "jemalloc", lambda: "/lib/libjemalloc.so.2")
+    monkeypatch.setattr(servers, "malloc_library", lambda malloc: f"/lib/lib{malloc}.so.2")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     seen: dict[str, Any] = {}
 
