@@ -65,6 +65,16 @@ class Artifact:
     def onnx_model(self) -> Path:
         return self.path / str(self.manifest["onnx"]["model"])
 
+    @property
+    def onnx_variant(self) -> str:
+        """Which graph ``onnx.model`` is: ``fp32``, or the variant this view was made for by `variant`."""
+        return str(self.onnx.get("variant", "fp32"))
+
+    @property
+    def onnx_variants(self) -> list[str]:
+        """Names of the other graphs of the model (manifest ``onnx.variants``, schema 1.3), sorted."""
+        return sorted(self.onnx.get("variants", {}))
+
     def variant(self, name: str) -> Artifact:
         """The artifact seen through one of its ONNX variants (manifest ``onnx.variants``, schema 1.3; e.g. int8):
         that graph as ``onnx.model``, its name as ``onnx.variant``, its own metrics in place of the fp32 ones."""

@@ -130,6 +130,8 @@ def test_an_artifact_seen_through_its_variant(tmp_path: Path) -> None:
     write_manifest(root, fields)
     opened = open_artifact(root)
     int8 = opened.variant("int8")
+    assert opened.onnx_variants == int8.onnx_variants == ["int8", "unlisted"]
+    assert (opened.onnx_variant, int8.onnx_variant) == ("fp32", "int8")
     assert int8.onnx_model == root / "model.int8.onnx" and int8.onnx["variant"] == "int8"
     assert int8.manifest["metrics"] == {"test_accuracy": 0.8} and int8.name == opened.name
     assert opened.onnx_model == root / "model.onnx" and opened.manifest["metrics"]["test_accuracy"] == 0.9

@@ -45,7 +45,7 @@ class OnnxForward:
         self.session = runtime.session(artifact.onnx_model, INPUTS)
         self.attention_session = attention_session or runtime.session(self._attention_graph(), INPUTS)
         self.output = str(artifact.onnx["outputs"][0])
-        self.variant = str(artifact.onnx.get("variant", "fp32"))
+        self.variant = artifact.onnx_variant
 
     def _attention_graph(self) -> Any:
         onnx = self.artifact.onnx
@@ -66,7 +66,7 @@ class OnnxForward:
         return np.asarray(logits, dtype=np.float32), np.asarray(attentions, dtype=np.float32)
 
     def variants(self) -> list[str]:
-        return sorted(self.artifact.onnx.get("variants", {}))
+        return self.artifact.onnx_variants
 
     def on_variant(self, artifact: Artifact) -> OnnxForward:
         return OnnxForward(artifact, self.runtime, self.attention_session)

@@ -28,17 +28,16 @@ class OnnxGenerator(AttendingGenerator):
 
     def __init__(self, artifact: Artifact, runtime: OnnxRuntime) -> None:
         super().__init__(artifact, runtime)
-        self.variant = str(artifact.onnx.get("variant", "fp32"))
         self._attention_source: OnnxGenerator | None = None
         """The generator whose attention forward this one uses (a variant's: the fp32 model's, built once)."""
 
     def variants(self) -> list[str]:
-        return sorted(self.artifact.onnx.get("variants", {}))
+        return self.artifact.onnx_variants
 
     def with_variant(self, variant: str) -> OnnxGenerator:
         """This generator on another of its decoder graphs; the tokenizer, the chat template and the attention
         graph (there is one, fp32) are shared."""
-        if variant == self.variant:
+        if variant == self.artifact.onnx_variant:
             return self
         twin = OnnxGenerator(self.artifact.variant(variant), self.runtime)
         twin._tokenizer, twin.chat_template, twin._attention_source = self.tokenizer, self.chat_template, self
@@ -46,7 +45,7 @@ class OnnxGenerator(AttendingGenerator):
         return twin
 
     def _info(self) -> dict[str, Any]:
-        return {**super()._info(), "variant": self.variant}
+        return {**super()._info(), "variant": self.artifact.onnx_variant}
 
     def _load_model(self) -> None:
         spec = self.artifact.onnx
