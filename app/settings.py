@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     onnx_variant: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX graph served under a model's own name (int8 = model.int8.onnx where the "
                             "artifact has it: classifiers and decoders); an int8 graph is also served as <name>-int8.")
+    serve_variants: bool = Field(
+        True, description="Also serve each model's other ONNX graphs as <name>-<variant> (e.g. <name>-int8); "
+                          "false = load only the APP_ONNX_VARIANT graph, and none of the others' memory is spent.")
 
     # security, limits and observability: API keys, CORS, body size, /metrics, log format
     api_keys: SecretStr = Field(SecretStr(""), description="Comma-separated API keys for /v1/*; none here or in "

@@ -126,6 +126,9 @@ class Registry:
         artifact = open_artifact(folder, load_schema(self.settings.schema_path))
         if artifact.task not in TASKS:
             raise ArtifactError(f"task {artifact.task!r} is not served here (served: {sorted(TASKS)})")
+        variant = self.settings.onnx_variant
+        if not self.settings.serve_variants and self.settings.runtime == "onnx" and variant in artifact.onnx_variants:
+            return artifact.variant(variant)  # loaded alone: no fp32 graph beside it
         return artifact
 
     def _load(self, artifact: Artifact) -> Model:
@@ -136,9 +139,10 @@ class Registry:
 
     def _variants(self, entry: ModelEntry) -> dict[str, ModelEntry]:
         """Entries `<name>-<variant>` for the other graphs of a model (e.g. int8), in the entry's status (warmed
-        here if it is ready); the one named by APP_ONNX_VARIANT also serves as `<name>`."""
+        here if it is ready); the one named by APP_ONNX_VARIANT also serves as `<name>`. None with
+        APP_SERVE_VARIANTS=false (`_open` then opened the artifact as that variant)."""
         model, found = entry.model, dict[str, ModelEntry]()
-        if model is None:
+        if model is None or not self.settings.serve_variants:
             return found
         for variant in model.variants():
             twin = found[f"{entry.name}-{variant}"] = ModelEntry(f"{entry.name}-{variant}", entry.path)

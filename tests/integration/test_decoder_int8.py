@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.runtimes.onnx import OnnxRuntime
 from contract import open_artifact, sha256_file
 from tests.integration.conftest import serve
 from tests.lm_helpers import CONTEXT, LINES, make_tiny_lm_artifact
@@ -133,3 +134,18 @@ def test_onnx_variant_setting_serves_the_int8_decoder_under_the_plain_name(quant
         assert generate(client, "tiny-gpt2")["text"] == generate(client, "tiny-gpt2-int8")["text"]
     with serve(quantized.parent, runtime="torch") as client:
         assert [m["name"] for m in client.get("/v1/models").json()["models"]] == ["tiny-gpt2"]
+
+
+def test_serve_variants_false_serves_the_int8_decoder_alone(quantized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    session = OnnxRuntime.session
+    monkeypatch.setattr(OnnxRuntime, "session", lambda self, path, *args: opened.append(Path(path).name)
+                        or session(self, path, *args))
+    with serve(quantized.parent, onnx_variant="int8", serve_variants=False) as client:
+        models = client.get("/v1/models").json()["models"]
+        assert [(m["name"], m["runtime"]["variant"]) for m in models] == [("tiny-gpt2", "int8")]
+        assert opened == [INT8]  # no fp32 decoder; the attention graph only when a map is asked for
+        assert generate(client, "tiny-gpt2")["usage"]["completion_tokens"] == 8
+        maps = client.post("/v1/attention", json={"text": PROMPT, "model": "tiny-gpt2"})
+        assert maps.status_code == 200, maps.text
+        assert opened == [INT8, "model.attn.onnx"]
