@@ -14,8 +14,9 @@ server's (the app's `OnnxGenerator` on the app's session options, its session sw
 process, one prompt at a time, greedy.
 Per variant: file size, time to first token and decode tokens/s (medians over the prompts), the greedy
 continuations' agreement with fp32 (`report.greedy_agreement`), perplexity on --ppl-tokens tokens of the corpus
-(windows of --ppl-window), and the share of decode time per operator type. Writes
-benchmarks/results/decoder_quantization.{json,png} and prints a table.
+(windows of --ppl-window, measured as the artifact's int8 metrics are: `training/export/decoder_int8.py`), and the
+share of decode time per operator type. Writes benchmarks/results/decoder_quantization.{json,png} and prints a
+table.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from app.tasks.generation.sampling import SamplingParams
 from contract import load_schema, open_artifact
 from training.classification.data import read_examples
 from training.config import DEFAULT_DATA_ROOT
+from training.export.decoder_int8 import perplexity, window_logits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NBITS = {"nbits8": (8, 4), "nbits4": (4, 4), "nbits4-fp32": (4, 0)}
@@ -85,24 +87,6 @@ def decode_runs(generator: OnnxGenerator, prompts: list[list[int]], new_tokens: 
             rates.append((len(times) - 1) / (times[-1] - times[0]))
     return {"continuations": continuations, "ttft_ms": 1000 * statistics.median(ttfts),
             "decode_tokens_per_s": statistics.median(rates) if rates else 0.0}
-
-
-def perplexity(generator: OnnxGenerator, ids: list[int], window: int) -> float:
-    """exp(mean next-token NLL) over consecutive windows of ``ids``, each one graph call from an empty past."""
-    heads, head_dim = generator.kv_shape
-    nll, count = 0.0, 0
-    for start in range(0, len(ids) - 1, window):
-        chunk = np.asarray([ids[start:start + window]], dtype=np.int64)
-        width = chunk.shape[1]
-        feed = {"input_ids": chunk, "attention_mask": np.pad(np.ones_like(chunk), ((0, 0), (1, 0))),
-                "position_ids": np.arange(width, dtype=np.int64)[None],
-                **{name: np.zeros((1, heads, 1, head_dim), np.float32) for name in generator.past_names}}
-        logits = generator.session.run(["logits"], feed)[0][0, :-1].astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        nll -= float(logp[np.arange(width - 1), chunk[0, 1:]].sum())
-        count += width - 1
-    return float(np.exp(nll / count))
 
 
 def decode_profile(generator: OnnxGenerator, path: Path, prompt: list[int], steps: int, threads: int,
@@ -154,6 +138,7 @@ def main() -> None:
     prompts = [generator.encode(text) for text in texts]
     ppl_text = args.ppl_text or args.data / "corpus" / "moby-dick" / "chapter_1.txt"
     ppl_ids = generator.encode(ppl_text.read_text())[:args.ppl_tokens]
+    ppl_targets = np.asarray(ppl_ids[1:])
     rows: list[dict[str, Any]] = []
     reference: list[list[int]] = []
     for variant in args.variants:
@@ -168,7 +153,7 @@ def main() -> None:
         rows.append({"variant": variant, "file_mib": path.stat().st_size / 2**20, "quantise_s": quantise_s,
                      "ttft_ms": runs["ttft_ms"], "decode_tokens_per_s": runs["decode_tokens_per_s"],
                      "agreement_with_fp32": greedy_agreement(reference, runs["continuations"]),
-                     "perplexity": perplexity(generator, ppl_ids, args.ppl_window),
+                     "perplexity": perplexity(window_logits(generator.session, ppl_ids, args.ppl_window), ppl_targets),
                      "profile": decode_profile(generator, path, prompts[0], args.profile_steps, args.threads,
                                                args.work_dir / f"profile.{variant}")})
     RESULTS.mkdir(parents=True, exist_ok=True)
