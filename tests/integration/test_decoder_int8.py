@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.runtimes import create_runtime
 from app.runtimes.onnx import OnnxRuntime
+from app.tasks import TASKS
 from contract import open_artifact, sha256_file
 from tests.integration.conftest import serve
 from tests.lm_helpers import CONTEXT, LINES, make_tiny_lm_artifact
@@ -134,6 +137,21 @@ def test_onnx_variant_setting_serves_the_int8_decoder_under_the_plain_name(quant
         assert generate(client, "tiny-gpt2")["text"] == generate(client, "tiny-gpt2-int8")["text"]
     with serve(quantized.parent, runtime="torch") as client:
         assert [m["name"] for m in client.get("/v1/models").json()["models"]] == ["tiny-gpt2"]
+
+
+def test_the_int8_decoder_asked_for_attention_first_builds_the_shared_graph(quantized: Path) -> None:
+    """The variant builds its attention forward by asking the fp32 model for its own, under the same lock: asked
+    first (nothing built yet) it must not wait on itself."""
+    artifact = open_artifact(quantized)
+    fp32 = TASKS[artifact.task].create(artifact, create_runtime("onnx", "cpu", 1, "fp32"))
+    fp32.load()
+    int8 = fp32.with_variant("int8")
+    answers: list[Any] = []
+    worker = threading.Thread(target=lambda: answers.append(int8.attend(PROMPT, 64)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the int8 decoder's first attention request never returned"
+    assert answers[0].tokens == fp32.attend(PROMPT, 64).tokens
 
 
 def test_serve_variants_false_serves_the_int8_decoder_alone(quantized: Path, monkeypatch: pytest.MonkeyPatch) -> None:

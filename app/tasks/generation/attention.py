@@ -40,7 +40,8 @@ class AttendingGenerator(Generator):
 
     capabilities = ("attention",)
 
-    _attention_lock: ClassVar[threading.Lock] = threading.Lock()
+    _attention_lock: ClassVar[threading.RLock] = threading.RLock()
+    """Reentrant: a variant builds its forward by asking its source model for that model's (the same lock)."""
     _attention: AttentionForward | None = None
 
     def attend(self, text: str, max_tokens: int) -> AttentionResult:
