@@ -28,6 +28,8 @@ from report import write_results
 from servers import MALLOC_LIBRARIES, REPO, machine_info, malloc_library, tree_rss
 
 RESULTS = REPO / "benchmarks" / "results"
+
+
 def library(malloc: str) -> str | None:
     """The shared library to preload for ``malloc`` (None: the system's; '' when it is not installed)."""
     return None if malloc == "system" else malloc_library(malloc) or ""

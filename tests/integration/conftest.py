@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.core.registry import Registry
 from app.main import create_app
+from app.runtimes.onnx import OnnxRuntime
 from app.settings import Settings
 
 
@@ -51,3 +52,13 @@ def warming(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
             while not client.app.state.service.registry.warmed:  # type: ignore[attr-defined]
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
+
+
+@pytest.fixture
+def opened_graphs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """File names of the ONNX graphs the app opens sessions on, in order, while the test runs."""
+    opened: list[str] = []
+    session = OnnxRuntime.session
+    monkeypatch.setattr(OnnxRuntime, "session", lambda self, path, *args: opened.append(Path(path).name)
+                        or session(self, path, *args))
+    return opened

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from app.runtimes import create_runtime
-from app.runtimes.onnx import OnnxRuntime
 from app.tasks import TASKS
 from contract import open_artifact, sha256_file
 from tests.integration.conftest import serve
@@ -154,16 +153,12 @@ def test_the_int8_decoder_asked_for_attention_first_builds_the_shared_graph(quan
     assert answers[0].tokens == fp32.attend(PROMPT, 64).tokens
 
 
-def test_serve_variants_false_serves_the_int8_decoder_alone(quantized: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[str] = []
-    session = OnnxRuntime.session
-    monkeypatch.setattr(OnnxRuntime, "session", lambda self, path, *args: opened.append(Path(path).name)
-                        or session(self, path, *args))
+def test_serve_variants_false_serves_the_int8_decoder_alone(quantized: Path, opened_graphs: list[str]) -> None:
     with serve(quantized.parent, onnx_variant="int8", serve_variants=False) as client:
         models = client.get("/v1/models").json()["models"]
         assert [(m["name"], m["runtime"]["variant"]) for m in models] == [("tiny-gpt2", "int8")]
-        assert opened == [INT8]  # no fp32 decoder; the attention graph only when a map is asked for
+        assert opened_graphs == [INT8]  # no fp32 decoder; the attention graph only when a map is asked for
         assert generate(client, "tiny-gpt2")["usage"]["completion_tokens"] == 8
         maps = client.post("/v1/attention", json={"text": PROMPT, "model": "tiny-gpt2"})
         assert maps.status_code == 200, maps.text
-        assert opened == [INT8, "model.attn.onnx"]
+        assert opened_graphs == [INT8, "model.attn.onnx"]

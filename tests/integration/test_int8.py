@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from app.runtimes.onnx import OnnxRuntime
 from contract import LEGACY_CLASSIFICATION, SCHEMA_VERSION, TEXT_CLASSIFICATION, open_artifact, sha256_file
 from tests.conftest import LABELS, train_toy_classifier
 from tests.integration.conftest import serve
@@ -114,16 +113,11 @@ def test_onnx_variant_setting_serves_int8_under_the_plain_name(toy: Path) -> Non
 
 
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
-def test_serve_variants_false_loads_only_the_chosen_graph(toy: Path, variant: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[str] = []
-    session = OnnxRuntime.session
-    monkeypatch.setattr(OnnxRuntime, "session", lambda self, path, *args: opened.append(Path(path).name)
-                        or session(self, path, *args))
+def test_serve_variants_false_loads_only_the_chosen_graph(toy: Path, variant: str, opened_graphs: list[str]) -> None:
     with serve(toy.parent, onnx_variant=variant, serve_variants=False) as client:
         models = client.get("/v1/models").json()["models"]
         assert [(m["name"], m["runtime"]["variant"]) for m in models] == [("toy", variant)]
-        assert sorted(opened) == sorted(["model.attn.onnx", "model.onnx" if variant == "fp32" else INT8])
+        assert sorted(opened_graphs) == sorted(["model.attn.onnx", "model.onnx" if variant == "fp32" else INT8])
         assert sentiment(client, "toy") == ["positive", "negative", "positive", "negative", "positive", "negative"]
         assert client.post("/v1/sentiment", json={"text": "good", "model": "toy-int8"}).status_code == 404
 
